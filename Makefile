@@ -1,0 +1,66 @@
+# zkflow — see README.md. `make help` lists the targets.
+
+CC      ?= gcc
+CFLAGS  ?= -O2 -g
+PKGS    := rdkafka luajit inih
+DEPS_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEPS_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -llua5.1-cjson \
+               -lzookeeper_mt -lpthread
+ZF_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude \
+            $(DEPS_CFLAGS) -MMD -MP
+BUILD   := build
+
+ENGINE_SRCS := $(wildcard engine/*.c)
+LIB_OBJS    := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRCS)))
+UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+
+.PHONY: all deps test unit integration demo valgrind services-start services-stop clean help
+
+all: deps $(BUILD)/zkflow $(BUILD)/zktree
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/obj/%.o: engine/%.c | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/zkflow: $(LIB_OBJS) $(BUILD)/obj/main.o
+	$(CC) $(CFLAGS) $^ -o $@ $(DEPS_LIBS) $(LDFLAGS)
+
+# A helper for the demo and the tests: prints or deletes a znode subtree.
+$(BUILD)/zktree: scripts/zktree.c | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) -DTHREADED $(CFLAGS) $< -o $@ -lzookeeper_mt $(LDFLAGS)
+
+$(BUILD)/test_%: tests/test_%.c $(LIB_OBJS) | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) -lcmocka $(LDFLAGS)
+
+$(BUILD)/obj:
+	mkdir -p $@
+
+# Unit tests need no services; integration tests start them.
+unit: deps $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do $$t; done
+
+integration: all
+	tests/integration.sh
+
+test: unit integration
+
+valgrind: deps $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do \
+	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
+
+demo: all
+	scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@echo "make            build build/zkflow (installs missing packages first)"
+	@echo "make test       unit tests, then integration tests on real services"
+	@echo "make demo       start services, run the quickstart example, show the tree"
+	@echo "make valgrind   unit tests under valgrind"
+	@echo "make clean      remove build/"
+
+-include $(wildcard $(BUILD)/obj/*.d)

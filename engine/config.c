@@ -1,0 +1,525 @@
+#include "zkflow/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zkflow/op.h"
+
+typedef enum key_type {
+    KEY_STRING, /* any non-empty string */
+    KEY_INT,    /* integer within [min, max] */
+    KEY_FILE,   /* a path, resolved against the config file's directory */
+    KEY_ZNODE,  /* an absolute znode path */
+    KEY_ENUM,   /* one of the words in `choices` */
+} key_type_t;
+
+typedef enum key_owner { OWNER_CONFIG, OWNER_SCRIPT } key_owner_t;
+
+typedef struct config_key {
+    const char *section; /* "zookeeper", "engine" or "script" */
+    const char *name;
+    key_type_t type;
+    key_owner_t owner;   /* which struct `offset` points into */
+    size_t offset;
+    const char *def;     /* default as text; NULL when required */
+    long min, max;       /* KEY_INT bounds */
+    const char *choices; /* KEY_ENUM: space-separated words */
+    const char *doc;
+} config_key_t;
+
+#define CFG(field) OWNER_CONFIG, offsetof(zf_config_t, field)
+#define SCR(field) OWNER_SCRIPT, offsetof(zf_script_conf_t, field)
+
+/* The one declaration of every key: parsing, defaults and --help use it. */
+static const config_key_t keys[] = {
+    {"zookeeper", "connect", KEY_STRING, CFG(zk_connect), NULL, 0, 0, NULL,
+     "host:port[,host:port...][/chroot], the ZooKeeper connection string"},
+    {"zookeeper", "session_timeout_ms", KEY_INT, CFG(zk_session_timeout_ms),
+     "10000", 1000, 600000, NULL, "ZooKeeper session timeout"},
+    {"zookeeper", "connect_timeout_ms", KEY_INT, CFG(zk_connect_timeout_ms),
+     "15000", 100, 600000, NULL,
+     "how long start-up waits for a ZooKeeper session before giving up"},
+    {"engine", "delivery", KEY_ENUM, CFG(delivery), "at_least_once", 0, 0,
+     "at_least_once", "delivery guarantee (exactly_once is not built yet)"},
+    {"engine", "max_queued_records", KEY_INT, CFG(max_queued_records), "1000",
+     1, 1000000, NULL,
+     "records waiting per partition before it is paused (backpressure)"},
+    {"script", "file", KEY_FILE, SCR(file), NULL, 0, 0, NULL,
+     "the Lua transform; relative paths start at the config file's directory"},
+    {"script", "topics", KEY_STRING, SCR(topics), NULL, 0, 0, NULL,
+     "comma-separated Kafka topics routed to this script"},
+    {"script", "root", KEY_ZNODE, SCR(root), "/", 0, 0, NULL,
+     "the script may only write znodes at or below this path"},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* Parser state shared by the line reader and the key handler. */
+typedef struct parse {
+    zf_config_t *cfg;
+    FILE *fp;
+    char *dir;           /* config file's directory, with trailing '/' */
+    int line;            /* line number of the text inih is handling */
+    int lines_done;      /* complete lines read so far */
+    int err_line;        /* line of the first error, 0 if none */
+    char *err;
+    size_t errlen;
+    const char *section; /* current section kind, NULL if unknown */
+    zf_script_conf_t *script; /* current [script] section */
+    unsigned char seen[NKEYS]; /* keys set in the current section */
+    int seen_kafka, seen_zk, seen_engine;
+} parse_t;
+
+static void fail(parse_t *p, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Record the first error only: later ones are often its consequences. */
+static void fail(parse_t *p, int line, const char *fmt, ...) {
+    if (p->err_line)
+        return;
+    p->err_line = line;
+    int n = snprintf(p->err, p->errlen, "%s:%d: ", p->cfg->path, line);
+    if (n < 0 || (size_t)n >= p->errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int valid_name(const char *s) {
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
+            return 0;
+    return 1;
+}
+
+/* A section header starts a new section; inih only tells us about sections
+ * that hold keys, so headers are recognised here, on the raw line. */
+static void section_begin(parse_t *p, char *header) {
+    zf_config_t *cfg = p->cfg;
+    p->section = NULL;
+    p->script = NULL;
+    memset(p->seen, 0, sizeof p->seen);
+
+    static const char *const fixed[] = {"kafka", "zookeeper", "engine"};
+    int *seen[] = {&p->seen_kafka, &p->seen_zk, &p->seen_engine};
+    int *header_line[] = {&cfg->kafka_line, &cfg->zk_line, NULL};
+    for (size_t i = 0; i < 3; i++) {
+        if (strcmp(header, fixed[i]) != 0)
+            continue;
+        if (*seen[i])
+            fail(p, p->line, "section [%s] appears twice (first on line %d)",
+                 header, *seen[i]);
+        *seen[i] = p->line;
+        if (header_line[i])
+            *header_line[i] = p->line;
+        p->section = fixed[i];
+        return;
+    }
+    if (strncmp(header, "script", 6) == 0 && isspace((unsigned char)header[6])) {
+        char *name = trim(header + 6);
+        if (!valid_name(name)) {
+            fail(p, p->line,
+                 "script name '%s' must be letters, digits, '_', '.' or '-'",
+                 name);
+            return;
+        }
+        for (size_t i = 0; i < cfg->nscripts; i++) {
+            if (strcmp(cfg->scripts[i].name, name) == 0) {
+                fail(p, p->line, "[script %s] appears twice (first on line %d)",
+                     name, cfg->scripts[i].line);
+                return;
+            }
+        }
+        zf_script_conf_t *v = realloc(cfg->scripts,
+                                      (cfg->nscripts + 1) * sizeof *v);
+        if (!v) {
+            fail(p, p->line, "out of memory");
+            return;
+        }
+        cfg->scripts = v;
+        p->script = &v[cfg->nscripts++];
+        memset(p->script, 0, sizeof *p->script);
+        p->script->name = strdup(name);
+        p->script->line = p->line;
+        p->section = "script";
+        return;
+    }
+    fail(p, p->line,
+         "unknown section [%s] (expected kafka, zookeeper, engine or "
+         "script NAME)",
+         header);
+}
+
+/* inih's line source: counts lines and spots section headers. */
+static char *read_line(char *buf, int size, void *user) {
+    parse_t *p = user;
+    if (!fgets(buf, size, p->fp))
+        return NULL;
+    p->line = p->lines_done + 1;
+    size_t n = strlen(buf);
+    if (n > 0 && buf[n - 1] == '\n') {
+        p->lines_done++;
+    } else if (!feof(p->fp)) {
+        fail(p, p->line, "line is longer than %d characters", size - 2);
+        return NULL;
+    }
+    char *s = buf;
+    while (isspace((unsigned char)*s))
+        s++;
+    if (*s == '[') {
+        char *end = strchr(s, ']');
+        if (end) {
+            char header[256];
+            size_t len = (size_t)(end - s - 1);
+            if (len >= sizeof header)
+                len = sizeof header - 1;
+            memcpy(header, s + 1, len);
+            header[len] = '\0';
+            section_begin(p, trim(header));
+        }
+    }
+    return buf;
+}
+
+static void *field(const config_key_t *k, zf_config_t *cfg,
+                   zf_script_conf_t *sc) {
+    return (char *)(k->owner == OWNER_CONFIG ? (void *)cfg : (void *)sc) +
+           k->offset;
+}
+
+static char *resolve_file(const parse_t *p, const char *value) {
+    if (value[0] == '/' || !p->dir[0])
+        return strdup(value);
+    size_t n = strlen(p->dir) + strlen(value) + 1;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s%s", p->dir, value);
+    return s;
+}
+
+/* Convert `value` for key k and store it. Returns 0, or -1 after fail(). */
+static int set_value(parse_t *p, const config_key_t *k, const char *value,
+                     int line) {
+    void *dst = field(k, p->cfg, p->script);
+    char *s = NULL;
+    switch (k->type) {
+    case KEY_INT: {
+        char *end;
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (errno || end == value || *end) {
+            fail(p, line, "%s: '%s' is not a whole number", k->name, value);
+            return -1;
+        }
+        if (v < k->min || v > k->max) {
+            fail(p, line, "%s: %ld is out of range [%ld, %ld]", k->name, v,
+                 k->min, k->max);
+            return -1;
+        }
+        *(int *)dst = (int)v;
+        return 0;
+    }
+    case KEY_ENUM: {
+        size_t n = strlen(value);
+        const char *c = k->choices;
+        while (c && *c) {
+            size_t w = strcspn(c, " ");
+            if (w == n && strncmp(c, value, n) == 0)
+                break;
+            c += w;
+            c += strspn(c, " ");
+        }
+        if (!c || !*c) {
+            fail(p, line, "%s: '%s' is not one of: %s", k->name, value,
+                 k->choices);
+            return -1;
+        }
+        s = strdup(value);
+        break;
+    }
+    case KEY_ZNODE: {
+        char why[128];
+        if (zf_path_check(value, strlen(value), why, sizeof why) != ZF_OK) {
+            fail(p, line, "%s: '%s': %s", k->name, value, why);
+            return -1;
+        }
+        s = strdup(value);
+        break;
+    }
+    case KEY_FILE:
+        s = resolve_file(p, value);
+        break;
+    case KEY_STRING:
+        s = strdup(value);
+        break;
+    }
+    if (!s) {
+        fail(p, line, "out of memory");
+        return -1;
+    }
+    free(*(char **)dst);
+    *(char **)dst = s;
+    return 0;
+}
+
+static int add_kafka(parse_t *p, const char *name, const char *value) {
+    zf_config_t *cfg = p->cfg;
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        if (strcmp(cfg->kafka[i].key, name) == 0) {
+            fail(p, p->line, "%s is set twice (first on line %d)", name,
+                 cfg->kafka[i].line);
+            return 0;
+        }
+    }
+    zf_kv_t *v = realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof *v);
+    if (!v) {
+        fail(p, p->line, "out of memory");
+        return 0;
+    }
+    cfg->kafka = v;
+    zf_kv_t *kv = &v[cfg->nkafka++];
+    kv->key = strdup(name);
+    kv->value = strdup(value);
+    kv->line = p->line;
+    if (!kv->key || !kv->value)
+        fail(p, p->line, "out of memory");
+    return 1;
+}
+
+static int on_key(void *user, const char *section, const char *name,
+                  const char *value) {
+    parse_t *p = user;
+    (void)section; /* p->section is what read_line recognised */
+    if (!p->section) {
+        /* Inside an unknown section that error came first and stays. */
+        fail(p, p->line, "key '%s' is outside any section", name);
+        return 0;
+    }
+    if (!*value) {
+        fail(p, p->line, "%s has an empty value", name);
+        return 0;
+    }
+    if (strcmp(p->section, "kafka") == 0)
+        return add_kafka(p, name, value);
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, p->section) != 0 ||
+            strcmp(keys[i].name, name) != 0)
+            continue;
+        if (p->seen[i]) {
+            fail(p, p->line, "%s is set twice in this section", name);
+            return 0;
+        }
+        p->seen[i] = 1;
+        if (keys[i].type == KEY_FILE && p->script)
+            p->script->file_line = p->line;
+        return set_value(p, &keys[i], value, p->line) == 0;
+    }
+    fail(p, p->line, "unknown key '%s' in [%s]", name, p->section);
+    return 0;
+}
+
+/* Fill the defaults of one owner's keys, then complain about missing ones. */
+static void apply_defaults(parse_t *p, key_owner_t owner, zf_script_conf_t *sc,
+                           const char *section, int line) {
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key_t *k = &keys[i];
+        if (k->owner != owner || strcmp(k->section, section) != 0)
+            continue;
+        void *dst = field(k, p->cfg, sc);
+        int unset = k->type == KEY_INT ? *(int *)dst == INT_MIN
+                                       : *(char **)dst == NULL;
+        if (!unset)
+            continue;
+        if (!k->def) {
+            fail(p, line, "[%s%s%s] needs a '%s' key", section, sc ? " " : "",
+                 sc ? sc->name : "", k->name);
+            return;
+        }
+        zf_script_conf_t *saved = p->script;
+        p->script = sc;
+        set_value(p, k, k->def, line);
+        p->script = saved;
+    }
+}
+
+static int split_topics(parse_t *p, zf_script_conf_t *sc) {
+    char *copy = strdup(sc->topics), *save = NULL;
+    if (!copy)
+        return -1;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        t = trim(t);
+        if (!*t)
+            continue;
+        const zf_script_conf_t *other = zf_config_script_for_topic(p->cfg, t);
+        if (other == sc) {
+            fail(p, sc->line, "topic '%s' is listed twice", t);
+            break;
+        }
+        if (other) {
+            fail(p, sc->line, "topic '%s' is routed to both [script %s] and "
+                              "[script %s]",
+                 t, other->name, sc->name);
+            break;
+        }
+        char **v = realloc(sc->topic, (sc->ntopics + 1) * sizeof *v);
+        if (!v || !(v[sc->ntopics] = strdup(t))) {
+            free(v ? (void *)v : NULL);
+            free(copy);
+            return -1;
+        }
+        sc->topic = v;
+        sc->ntopics++;
+    }
+    free(copy);
+    if (!sc->ntopics)
+        fail(p, sc->line, "[script %s] lists no topics", sc->name);
+    return 0;
+}
+
+static int kafka_has(const zf_config_t *cfg, const char *key) {
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (strcmp(cfg->kafka[i].key, key) == 0)
+            return 1;
+    return 0;
+}
+
+static void validate(parse_t *p) {
+    zf_config_t *cfg = p->cfg;
+    int last = p->lines_done ? p->lines_done : 1;
+    apply_defaults(p, OWNER_CONFIG, NULL, "zookeeper", cfg->zk_line ? cfg->zk_line : last);
+    apply_defaults(p, OWNER_CONFIG, NULL, "engine", last);
+    if (!cfg->kafka_line)
+        fail(p, last, "missing section [kafka]");
+    else if (!kafka_has(cfg, "bootstrap.servers"))
+        fail(p, cfg->kafka_line, "[kafka] needs 'bootstrap.servers'");
+    else if (!kafka_has(cfg, "group.id"))
+        fail(p, cfg->kafka_line, "[kafka] needs 'group.id'");
+    if (!cfg->nscripts)
+        fail(p, last, "no [script NAME] section: nothing to run");
+    for (size_t i = 0; i < cfg->nscripts && !p->err_line; i++) {
+        zf_script_conf_t *sc = &cfg->scripts[i];
+        apply_defaults(p, OWNER_SCRIPT, sc, "script", sc->line);
+        if (!p->err_line && split_topics(p, sc) != 0)
+            fail(p, sc->line, "out of memory");
+    }
+}
+
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path + 1) : 0;
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, path, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+zf_err_t zf_config_load(const char *path, zf_config_t **out, char *err,
+                        size_t errlen) {
+    *out = NULL;
+    zf_config_t *cfg = calloc(1, sizeof *cfg);
+    parse_t p = {.cfg = cfg, .err = err, .errlen = errlen};
+    if (!cfg || !(cfg->path = strdup(path)) || !(p.dir = dir_of(path))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        zf_config_destroy(cfg);
+        return ZF_ENOMEM;
+    }
+    cfg->zk_session_timeout_ms = INT_MIN; /* INT_MIN marks "not set" */
+    cfg->zk_connect_timeout_ms = INT_MIN;
+    cfg->max_queued_records = INT_MIN;
+
+    p.fp = fopen(path, "r");
+    if (!p.fp) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        free(p.dir);
+        zf_config_destroy(cfg);
+        return ZF_ECONFIG;
+    }
+    int rc = ini_parse_stream(read_line, &p, on_key, &p);
+    fclose(p.fp);
+    if (rc > 0 && (!p.err_line || rc < p.err_line)) {
+        p.err_line = 0; /* inih's syntax error comes first */
+        fail(&p, rc, "syntax error: expected [section], key = value or a "
+                     "comment");
+    } else if (rc < 0 && !p.err_line) {
+        fail(&p, 0, "cannot read the file");
+    }
+    if (!p.err_line)
+        validate(&p);
+    free(p.dir);
+    if (p.err_line) {
+        zf_config_destroy(cfg);
+        return ZF_ECONFIG;
+    }
+    *out = cfg;
+    return ZF_OK;
+}
+
+void zf_config_destroy(zf_config_t *cfg) {
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        free(cfg->kafka[i].key);
+        free(cfg->kafka[i].value);
+    }
+    free(cfg->kafka);
+    for (size_t i = 0; i < cfg->nscripts; i++) {
+        zf_script_conf_t *sc = &cfg->scripts[i];
+        for (size_t t = 0; t < sc->ntopics; t++)
+            free(sc->topic[t]);
+        free(sc->topic);
+        free(sc->name);
+        free(sc->file);
+        free(sc->topics);
+        free(sc->root);
+    }
+    free(cfg->scripts);
+    free(cfg->zk_connect);
+    free(cfg->delivery);
+    free(cfg->path);
+    free(cfg);
+}
+
+const zf_script_conf_t *zf_config_script_for_topic(const zf_config_t *cfg,
+                                                   const char *topic) {
+    for (size_t i = 0; i < cfg->nscripts; i++)
+        for (size_t t = 0; t < cfg->scripts[i].ntopics; t++)
+            if (strcmp(cfg->scripts[i].topic[t], topic) == 0)
+                return &cfg->scripts[i];
+    return NULL;
+}
+
+void zf_config_print_keys(FILE *out) {
+    const char *section = "";
+    fprintf(out, "[kafka]\n  any librdkafka consumer property, passed on "
+                 "unchanged; bootstrap.servers and group.id are required\n");
+    for (size_t i = 0; i < NKEYS; i++) {
+        const config_key_t *k = &keys[i];
+        if (strcmp(section, k->section) != 0) {
+            section = k->section;
+            fprintf(out, "[%s%s]\n", section,
+                    strcmp(section, "script") == 0 ? " NAME" : "");
+        }
+        fprintf(out, "  %-20s %s (%s%s)\n", k->name, k->doc,
+                k->def ? "default " : "required", k->def ? k->def : "");
+    }
+}

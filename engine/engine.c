@@ -1,0 +1,410 @@
+#include "zkflow/engine.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "zkflow/clock.h"
+#include "zkflow/error.h"
+#include "zkflow/log.h"
+#include "zkflow/script.h"
+#include "zkflow/source.h"
+#include "zkflow/tracker.h"
+#include "zkflow/zk.h"
+
+/* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
+#define TAKE_BATCH 512
+
+typedef struct engine {
+    const zf_config_t *cfg;
+    zf_run_opts_t opts;
+    zf_script_t **scripts; /* parallel to cfg->scripts */
+    zf_zk_t *zk;
+    zf_source_t *src;
+    zf_partition_t **parts; /* assigned partitions */
+    size_t nparts;
+    int sigfd;
+    int stopping;       /* no new records taken or sent */
+    int status;         /* exit status so far */
+    int assigned;       /* a first assignment arrived */
+    int kafka_pending;  /* the consumer may hold more records right now */
+    uint64_t consumed, applied, skipped;
+} engine_t;
+
+static const char *const LOG = "engine";
+
+static void fail(engine_t *e) {
+    e->stopping = 1;
+    e->status = ZF_EXIT_FAILURE;
+}
+
+zf_script_t **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
+                                     size_t errlen) {
+    zf_script_t **s = calloc(cfg->nscripts ? cfg->nscripts : 1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->nscripts; i++) {
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        char why[1024];
+        s[i] = zf_script_new(sc->name, sc->file, sc->root, why, sizeof why);
+        if (!s[i]) {
+            snprintf(err, errlen, "%s:%d: [script %s]: %s", cfg->path,
+                     sc->file_line, sc->name, why);
+            zf_engine_scripts_free(cfg, s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void zf_engine_scripts_free(const zf_config_t *cfg, zf_script_t **s) {
+    if (!s)
+        return;
+    for (size_t i = 0; i < cfg->nscripts; i++)
+        zf_script_destroy(s[i]);
+    free(s);
+}
+
+static zf_script_t *script_for(engine_t *e, const char *topic) {
+    const zf_script_conf_t *sc = zf_config_script_for_topic(e->cfg, topic);
+    return sc ? e->scripts[sc - e->cfg->scripts] : NULL;
+}
+
+static zf_partition_t *find_part(engine_t *e, const char *topic, int32_t part) {
+    for (size_t i = 0; i < e->nparts; i++)
+        if (e->parts[i]->partition == part &&
+            strcmp(e->parts[i]->topic, topic) == 0)
+            return e->parts[i];
+    return NULL;
+}
+
+/* Hand the applied prefix of a partition to the consumer for commit. */
+static void store_progress(engine_t *e, zf_partition_t *p) {
+    zf_partition_release(p);
+    if (p->committable > p->stored &&
+        zf_source_store(e->src, p->topic, p->partition, p->committable) ==
+            ZF_OK)
+        p->stored = p->committable;
+    if (p->paused && p->nentries <= (size_t)e->cfg->max_queued_records / 2) {
+        zf_source_pause(e->src, p->topic, p->partition, 0);
+        p->paused = 0;
+    }
+}
+
+/* Run the ZooKeeper side until no op of partition p (or, with p NULL, none
+ * at all) is in flight. Outcomes arrive even when ZooKeeper is away: retries
+ * end with the session, so this always returns. */
+static void drain(engine_t *e, const zf_partition_t *p) {
+    while (p ? p->nsent > 0 : zf_zk_inflight(e->zk) > 0) {
+        struct pollfd pfd = {.fd = zf_zk_fd(e->zk), .events = POLLIN};
+        poll(&pfd, 1, zf_zk_next_timeout_ms(e->zk));
+        zf_zk_process(e->zk);
+    }
+}
+
+static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
+    engine_t *e = ctx;
+    zf_partition_t **v = realloc(e->parts, (e->nparts + n) * sizeof *v);
+    if (!v) {
+        zf_error(LOG, "out of memory");
+        abort();
+    }
+    e->parts = v;
+    for (size_t i = 0; i < n; i++) {
+        zf_partition_t *p = zf_partition_new(tps[i].topic, tps[i].partition);
+        if (!p) {
+            zf_error(LOG, "out of memory");
+            abort();
+        }
+        p->owner = e;
+        p->script = script_for(e, p->topic);
+        if (e->opts.exit_on_eof)
+            p->end = zf_source_end_offset(e->src, p->topic, p->partition);
+        e->parts[e->nparts++] = p;
+    }
+    e->assigned = 1;
+}
+
+static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
+    engine_t *e = ctx;
+    for (size_t i = 0; i < n; i++) {
+        zf_partition_t *p = find_part(e, tps[i].topic, tps[i].partition);
+        if (!p)
+            continue;
+        /* Records not sent yet will be consumed again by the next owner;
+         * writes already sent are finished before the partition goes. */
+        zf_partition_drop_queued(p);
+        drain(e, p);
+        if (!lost)
+            store_progress(e, p);
+    }
+    if (!lost) {
+        char err[512];
+        if (zf_source_commit(e->src, err, sizeof err) != ZF_OK)
+            zf_warn(LOG, "%s", err);
+    }
+    for (size_t i = 0; i < n; i++) {
+        zf_partition_t *p = find_part(e, tps[i].topic, tps[i].partition);
+        if (!p)
+            continue;
+        for (size_t j = 0; j < e->nparts; j++) {
+            if (e->parts[j] == p) {
+                e->parts[j] = e->parts[--e->nparts];
+                break;
+            }
+        }
+        zf_partition_destroy(p);
+    }
+}
+
+static void on_applied(void *ctx, zf_err_t rc, const char *why) {
+    zf_entry_t *en = ctx;
+    zf_partition_t *p = en->part;
+    engine_t *e = p->owner;
+    if (rc == ZF_OK) {
+        zf_entry_applied(en);
+        e->applied++;
+        return;
+    }
+    zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
+                  "without committing it",
+             zf_script_name(p->script), why, p->topic, p->partition,
+             (long long)en->offset);
+    /* Not applied, so never committable: the record stays for a restart. */
+    zf_entry_failed(en);
+    fail(e);
+}
+
+/* Transform one record and queue what it returns. */
+static void take_record(engine_t *e, const zf_record_t *rec) {
+    zf_partition_t *p = find_part(e, rec->topic, rec->partition);
+    if (!p)
+        return; /* from a partition revoked since it was fetched */
+    if (p->next_offset >= 0 && rec->offset < p->next_offset)
+        return; /* delivered again after a pause; already taken */
+    p->next_offset = p->position = rec->offset + 1;
+    e->consumed++;
+
+    zf_op_t op;
+    int has_op = 0;
+    char err[2048];
+    if (zf_script_transform(p->script, rec, &op, &has_op, err, sizeof err) !=
+        ZF_OK) {
+        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
+                      "without committing it",
+                 zf_script_name(p->script), err, rec->topic, rec->partition,
+                 (long long)rec->offset);
+        fail(e);
+        return;
+    }
+    zf_entry_t *en = zf_partition_push(p, rec->offset);
+    if (!en) {
+        zf_error(LOG, "out of memory");
+        abort();
+    }
+    if (has_op) {
+        en->op = op;
+        en->has_op = 1;
+    } else {
+        zf_entry_applied(en);
+        e->skipped++;
+    }
+    if (!p->paused && p->nentries >= (size_t)e->cfg->max_queued_records) {
+        zf_source_pause(e->src, p->topic, p->partition, 1);
+        p->paused = 1;
+    }
+}
+
+static void take_records(engine_t *e) {
+    zf_record_t rec;
+    e->kafka_pending = 0;
+    for (int n = 0; n < TAKE_BATCH && !e->stopping; n++) {
+        switch (zf_source_next(e->src, &rec)) {
+        case ZF_SOURCE_NONE:
+            return;
+        case ZF_SOURCE_EOF: {
+            zf_partition_t *p = find_part(e, rec.topic, rec.partition);
+            if (p && rec.offset > p->position)
+                p->position = rec.offset;
+            break;
+        }
+        case ZF_SOURCE_RECORD:
+            take_record(e, &rec);
+            break;
+        }
+    }
+    e->kafka_pending = 1; /* stopped early: the wake-up pipe may stay quiet */
+}
+
+/* Send the next record of every idle partition. One record per partition is
+ * in flight at a time: upsert may take several round trips, and a later
+ * write must not overtake it. */
+static void dispatch(engine_t *e) {
+    for (size_t i = 0; i < e->nparts; i++) {
+        zf_partition_t *p = e->parts[i];
+        store_progress(e, p);
+        if (e->stopping || p->nsent > 0)
+            continue;
+        zf_entry_t *en = zf_partition_next_queued(p);
+        if (!en)
+            continue;
+        zf_entry_sent(en);
+        zf_zk_apply(e->zk, &en->op, on_applied, en);
+    }
+}
+
+/* --exit-on-eof: every partition consumed to its end and fully applied. */
+static int caught_up(const engine_t *e) {
+    if (!e->assigned || zf_zk_inflight(e->zk) > 0)
+        return 0;
+    for (size_t i = 0; i < e->nparts; i++) {
+        const zf_partition_t *p = e->parts[i];
+        if (p->nentries > 0 || p->position < 0 || p->position < p->end)
+            return 0;
+    }
+    return 1;
+}
+
+static void check_services(engine_t *e) {
+    char err[512];
+    if (zf_zk_status(e->zk, err, sizeof err) != ZF_OK ||
+        zf_source_status(e->src, err, sizeof err) != ZF_OK) {
+        if (!e->stopping)
+            zf_error(LOG, "%s; stopping", err);
+        fail(e);
+    }
+}
+
+static void on_signal(engine_t *e) {
+    struct signalfd_siginfo si;
+    while (read(e->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            zf_warn(LOG, "SIGHUP: reloading scripts is not supported yet; "
+                         "ignored");
+            continue;
+        }
+        if (e->stopping) {
+            zf_warn(LOG, "%s again: still finishing %zu write(s)",
+                    strsignal((int)si.ssi_signo), zf_zk_inflight(e->zk));
+            continue;
+        }
+        zf_info(LOG, "%s: finishing writes in flight, then committing",
+                strsignal((int)si.ssi_signo));
+        e->stopping = 1;
+    }
+}
+
+static void loop(engine_t *e) {
+    for (;;) {
+        if (!e->stopping)
+            take_records(e);
+        dispatch(e);
+        check_services(e);
+        if (e->opts.exit_on_eof && !e->stopping && caught_up(e)) {
+            zf_info(LOG, "every partition is caught up");
+            return;
+        }
+        if (e->stopping && zf_zk_inflight(e->zk) == 0)
+            return;
+
+        struct pollfd pfd[3] = {
+            {.fd = e->sigfd, .events = POLLIN},
+            {.fd = zf_zk_fd(e->zk), .events = POLLIN},
+            {.fd = zf_source_fd(e->src), .events = POLLIN},
+        };
+        int timeout = zf_zk_next_timeout_ms(e->zk);
+        if (e->kafka_pending && !e->stopping)
+            timeout = 0;
+        else if (timeout < 0 || timeout > 1000)
+            timeout = 1000; /* also keeps checking the services' health */
+        if (poll(pfd, e->stopping ? 2 : 3, timeout) < 0 && errno != EINTR) {
+            zf_error(LOG, "poll: %s", strerror(errno));
+            fail(e);
+            return;
+        }
+        if (pfd[0].revents)
+            on_signal(e);
+        zf_zk_process(e->zk);
+    }
+}
+
+static void finish(engine_t *e, int64_t started_ms) {
+    for (size_t i = 0; i < e->nparts; i++)
+        store_progress(e, e->parts[i]);
+    char err[512];
+    if (zf_source_commit(e->src, err, sizeof err) != ZF_OK) {
+        zf_error(LOG, "%s", err);
+        e->status = ZF_EXIT_FAILURE;
+    }
+    double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
+    zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
+                 "(%.0f records/s)",
+            (unsigned long long)e->consumed, (unsigned long long)e->applied,
+            (unsigned long long)e->skipped, secs,
+            secs > 0 ? (double)e->consumed / secs : 0.0);
+}
+
+int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
+    engine_t e = {.cfg = cfg, .opts = *opts, .sigfd = -1,
+                  .status = ZF_EXIT_OK};
+    char err[2048];
+    static const zf_source_handlers_t handlers = {on_assigned, on_revoked};
+    int64_t started = zf_now_ms();
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    e.sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (e.sigfd < 0) {
+        zf_error(LOG, "signalfd: %s", strerror(errno));
+        return ZF_EXIT_FAILURE;
+    }
+    int status = ZF_EXIT_USAGE;
+    if (!(e.scripts = zf_engine_scripts_load(cfg, err, sizeof err))) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    zf_err_t rc = zf_source_new(cfg, opts->exit_on_eof, &handlers, &e, &e.src,
+                                err, sizeof err);
+    if (rc != ZF_OK) {
+        fprintf(stderr, "%s\n", err);
+        status = rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
+        goto out;
+    }
+    status = ZF_EXIT_FAILURE;
+    if (!(e.zk = zf_zk_new(cfg->zk_connect, cfg->zk_session_timeout_ms, err,
+                           sizeof err)) ||
+        zf_zk_wait_connected(e.zk, cfg->zk_connect_timeout_ms, err,
+                             sizeof err) != ZF_OK) {
+        zf_error(LOG, "%s", err);
+        goto out;
+    }
+    if (zf_source_start(e.src, err, sizeof err) != ZF_OK) {
+        zf_error(LOG, "%s", err);
+        goto out;
+    }
+    zf_info(LOG, "running: %zu script(s), delivery %s", cfg->nscripts,
+            cfg->delivery);
+    loop(&e);
+    drain(&e, NULL);
+    finish(&e, started);
+    status = e.status;
+out:
+    zf_source_close(e.src); /* leaves the group: revoked partitions commit */
+    for (size_t i = 0; i < e.nparts; i++)
+        zf_partition_destroy(e.parts[i]);
+    free(e.parts);
+    zf_zk_destroy(e.zk);
+    zf_engine_scripts_free(cfg, e.scripts);
+    close(e.sigfd);
+    return status;
+}

@@ -1,0 +1,401 @@
+#include "zkflow/source.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "zkflow/log.h"
+
+struct zf_source {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue; /* the consumer queue, for io events */
+    int pipe[2];             /* librdkafka writes [1] when the queue fills */
+    zf_source_handlers_t h;
+    void *ctx;
+    const zf_config_t *cfg;
+    rd_kafka_message_t *held; /* the record handed out last */
+    zf_header_t *headers;     /* its headers */
+    size_t headers_cap;
+    int fatal;
+    char fatal_msg[512];
+};
+
+/* Keys zkflow sets itself; refusing them keeps the delivery promise. */
+static const char *const managed_keys[] = {
+    "enable.auto.offset.store", "rebalance_cb", "offset_commit_cb", NULL,
+};
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+    (void)rk;
+    zf_log_level_t l = level <= 3   ? ZF_LOG_ERROR
+                       : level == 4 ? ZF_LOG_WARN
+                       : level <= 6 ? ZF_LOG_INFO
+                                    : ZF_LOG_DEBUG;
+    zf_log(l, "kafka", "%s: %s", fac, buf);
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque) {
+    zf_source_t *src = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[256];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, why, sizeof why);
+        if (!src->fatal) {
+            src->fatal = 1;
+            snprintf(src->fatal_msg, sizeof src->fatal_msg,
+                     "Kafka client failed: %s: %s", rd_kafka_err2name(orig),
+                     why);
+        }
+        zf_error("kafka", "%s", src->fatal_msg);
+        return;
+    }
+    /* Transient: librdkafka retries by itself (brokers down, timeouts). */
+    zf_warn("kafka", "%s: %s", rd_kafka_err2name(err), reason);
+}
+
+static zf_tp_t *to_tps(const rd_kafka_topic_partition_list_t *parts) {
+    zf_tp_t *tps = calloc((size_t)parts->cnt + 1, sizeof *tps);
+    if (!tps)
+        return NULL;
+    for (int i = 0; i < parts->cnt; i++) {
+        tps[i].topic = parts->elems[i].topic;
+        tps[i].partition = parts->elems[i].partition;
+    }
+    return tps;
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    zf_source_t *src = opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    zf_tp_t *tps = to_tps(parts);
+    if (!tps) {
+        zf_error("kafka", "out of memory in rebalance");
+        abort();
+    }
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        zf_info("kafka", "assigned %d partition(s)", parts->cnt);
+        src->h.assigned(src->ctx, tps, (size_t)parts->cnt);
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, parts);
+    } else {
+        if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            zf_error("kafka", "rebalance failed: %s", rd_kafka_err2str(err));
+        int lost = rd_kafka_assignment_lost(rk);
+        zf_info("kafka", "%s %d partition(s)", lost ? "lost" : "revoked",
+                parts->cnt);
+        src->h.revoked(src->ctx, tps, (size_t)parts->cnt, lost);
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        zf_error("kafka", "changing the assignment failed: %s",
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (rerr) {
+        zf_error("kafka", "changing the assignment failed: %s",
+                 rd_kafka_err2str(rerr));
+    }
+    free(tps);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                    char *why, size_t whylen) {
+    return rd_kafka_conf_set(conf, key, value, why, whylen) == RD_KAFKA_CONF_OK
+               ? 0
+               : -1;
+}
+
+static int has_key(const zf_config_t *cfg, const char *key) {
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (strcmp(cfg->kafka[i].key, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Build the librdkafka configuration. Returns NULL with err set. */
+static rd_kafka_conf_t *make_conf(const zf_config_t *cfg, int exit_on_eof,
+                                  char *err, size_t errlen) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char why[512];
+    for (size_t i = 0; i < cfg->nkafka; i++) {
+        const zf_kv_t *kv = &cfg->kafka[i];
+        for (size_t m = 0; managed_keys[m]; m++) {
+            if (strcmp(kv->key, managed_keys[m]) == 0) {
+                snprintf(err, errlen, "%s:%d: %s is managed by zkflow and "
+                                      "cannot be set",
+                         cfg->path, kv->line, kv->key);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+            }
+        }
+        if (conf_set(conf, kv->key, kv->value, why, sizeof why) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", cfg->path, kv->line, why);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    if ((!has_key(cfg, "auto.offset.reset") &&
+         conf_set(conf, "auto.offset.reset", "earliest", why, sizeof why)) ||
+        (!has_key(cfg, "partition.assignment.strategy") &&
+         conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
+                  why, sizeof why)) ||
+        conf_set(conf, "enable.auto.offset.store", "false", why, sizeof why) ||
+        (exit_on_eof &&
+         conf_set(conf, "enable.partition.eof", "true", why, sizeof why))) {
+        snprintf(err, errlen, "%s: %s", cfg->path, why);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    return conf;
+}
+
+zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
+                                size_t errlen) {
+    rd_kafka_conf_t *conf = make_conf(cfg, 0, err, errlen);
+    if (!conf)
+        return ZF_ECONFIG;
+    rd_kafka_conf_destroy(conf);
+    return ZF_OK;
+}
+
+zf_err_t zf_source_start(zf_source_t *src, char *err, size_t errlen) {
+    const zf_config_t *cfg = src->cfg;
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new(4);
+    for (size_t i = 0; i < cfg->nscripts; i++)
+        for (size_t t = 0; t < cfg->scripts[i].ntopics; t++)
+            rd_kafka_topic_partition_list_add(topics, cfg->scripts[i].topic[t],
+                                              RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(src->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (rerr) {
+        snprintf(err, errlen, "cannot subscribe: %s", rd_kafka_err2str(rerr));
+        return ZF_EKAFKA;
+    }
+    return ZF_OK;
+}
+
+zf_err_t zf_source_new(const zf_config_t *cfg, int exit_on_eof,
+                       const zf_source_handlers_t *h, void *ctx,
+                       zf_source_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    zf_source_t *src = calloc(1, sizeof *src);
+    if (!src) {
+        snprintf(err, errlen, "out of memory");
+        return ZF_ENOMEM;
+    }
+    src->pipe[0] = src->pipe[1] = -1;
+    src->h = *h;
+    src->ctx = ctx;
+    src->cfg = cfg;
+    rd_kafka_conf_t *conf = make_conf(cfg, exit_on_eof, err, errlen);
+    if (!conf) {
+        free(src);
+        return ZF_ECONFIG;
+    }
+    rd_kafka_conf_set_opaque(conf, src);
+    char why[512];
+    src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+    if (!src->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "%s: %s", cfg->path, why);
+        free(src);
+        return ZF_ECONFIG;
+    }
+    conf = NULL; /* now owned by src->rk */
+    rd_kafka_poll_set_consumer(src->rk);
+    src->queue = rd_kafka_queue_get_consumer(src->rk);
+    if (pipe2(src->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        zf_source_close(src);
+        return ZF_ESYS;
+    }
+    rd_kafka_queue_io_event_enable(src->queue, src->pipe[1], "1", 1);
+    *out = src;
+    return ZF_OK;
+}
+
+int zf_source_fd(const zf_source_t *src) { return src->pipe[0]; }
+
+static void release_held(zf_source_t *src) {
+    if (src->held) {
+        rd_kafka_message_destroy(src->held);
+        src->held = NULL;
+    }
+}
+
+static int fill_headers(zf_source_t *src, rd_kafka_message_t *m,
+                        zf_record_t *rec) {
+    rd_kafka_headers_t *hdrs;
+    rec->headers = NULL;
+    rec->nheaders = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    size_t n = rd_kafka_header_cnt(hdrs);
+    if (n > src->headers_cap) {
+        zf_header_t *v = realloc(src->headers, n * sizeof *v);
+        if (!v)
+            return -1;
+        src->headers = v;
+        src->headers_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        zf_header_t *hd = &src->headers[i];
+        rd_kafka_header_get_all(hdrs, i, &hd->name, &hd->value, &hd->len);
+    }
+    rec->headers = src->headers;
+    rec->nheaders = n;
+    return 0;
+}
+
+zf_source_event_t zf_source_next(zf_source_t *src, zf_record_t *rec) {
+    release_held(src);
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(src->rk, 0);
+        if (!m) {
+            /* Empty now: drain the wake-up pipe so the next fill wakes us. */
+            char buf[64];
+            while (read(src->pipe[0], buf, sizeof buf) > 0)
+                ;
+            return ZF_SOURCE_NONE;
+        }
+        memset(rec, 0, sizeof *rec);
+        if (m->rkt) {
+            rec->topic = rd_kafka_topic_name(m->rkt);
+            rec->partition = m->partition;
+            rec->offset = m->offset;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            src->held = m;
+            return ZF_SOURCE_EOF;
+        }
+        if (m->err) {
+            zf_log(m->err == RD_KAFKA_RESP_ERR__FATAL ? ZF_LOG_ERROR
+                                                      : ZF_LOG_WARN,
+                   "kafka", "%s%s%s: %s", rec->topic ? "topic " : "",
+                   rec->topic ? rec->topic : "", rec->topic ? "" : "consumer",
+                   rd_kafka_message_errstr(m));
+            if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) {
+                if (!src->fatal) {
+                    src->fatal = 1;
+                    snprintf(src->fatal_msg, sizeof src->fatal_msg,
+                             "cannot consume: %s", rd_kafka_message_errstr(m));
+                }
+            }
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        rd_kafka_timestamp_type_t tstype;
+        rec->timestamp = rd_kafka_message_timestamp(m, &tstype);
+        rec->key = m->key;
+        rec->key_len = m->key_len;
+        rec->value = m->payload;
+        rec->value_len = m->len;
+        if (fill_headers(src, m, rec) != 0) {
+            zf_error("kafka", "out of memory reading headers");
+            abort();
+        }
+        src->held = m;
+        return ZF_SOURCE_RECORD;
+    }
+}
+
+zf_err_t zf_source_status(const zf_source_t *src, char *err, size_t errlen) {
+    if (!src->fatal)
+        return ZF_OK;
+    snprintf(err, errlen, "%s", src->fatal_msg);
+    return ZF_EKAFKA;
+}
+
+static rd_kafka_topic_partition_list_t *one_tp(const char *topic,
+                                               int32_t partition,
+                                               int64_t offset) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    return l;
+}
+
+zf_err_t zf_source_store(zf_source_t *src, const char *topic,
+                         int32_t partition, int64_t next_offset) {
+    rd_kafka_topic_partition_list_t *l = one_tp(topic, partition, next_offset);
+    rd_kafka_resp_err_t rerr = rd_kafka_offsets_store(src->rk, l);
+    if (!rerr)
+        rerr = l->elems[0].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (rerr) {
+        zf_warn("kafka", "cannot store offset %lld of %s [%d]: %s",
+                (long long)next_offset, topic, partition,
+                rd_kafka_err2str(rerr));
+        return ZF_EKAFKA;
+    }
+    return ZF_OK;
+}
+
+void zf_source_pause(zf_source_t *src, const char *topic, int32_t partition,
+                     int pause) {
+    rd_kafka_topic_partition_list_t *l =
+        one_tp(topic, partition, RD_KAFKA_OFFSET_INVALID);
+    rd_kafka_resp_err_t rerr = pause ? rd_kafka_pause_partitions(src->rk, l)
+                                     : rd_kafka_resume_partitions(src->rk, l);
+    if (rerr)
+        zf_warn("kafka", "cannot %s %s [%d]: %s", pause ? "pause" : "resume",
+                topic, partition, rd_kafka_err2str(rerr));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+int64_t zf_source_end_offset(zf_source_t *src, const char *topic,
+                             int32_t partition) {
+    int64_t lo, hi;
+    rd_kafka_resp_err_t rerr = rd_kafka_query_watermark_offsets(
+        src->rk, topic, partition, &lo, &hi, 10000);
+    if (rerr) {
+        zf_warn("kafka", "cannot read the end of %s [%d]: %s", topic,
+                partition, rd_kafka_err2str(rerr));
+        return -1;
+    }
+    return hi;
+}
+
+zf_err_t zf_source_commit(zf_source_t *src, char *err, size_t errlen) {
+    rd_kafka_resp_err_t rerr = rd_kafka_commit(src->rk, NULL, 0);
+    if (rerr && rerr != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        snprintf(err, errlen, "offset commit failed: %s",
+                 rd_kafka_err2str(rerr));
+        return ZF_EKAFKA;
+    }
+    return ZF_OK;
+}
+
+void zf_source_close(zf_source_t *src) {
+    if (!src)
+        return;
+    release_held(src);
+    if (src->rk) {
+        rd_kafka_consumer_close(src->rk);
+        if (src->queue)
+            rd_kafka_queue_destroy(src->queue);
+        rd_kafka_destroy(src->rk);
+    }
+    for (int i = 0; i < 2; i++)
+        if (src->pipe[i] >= 0)
+            close(src->pipe[i]);
+    free(src->headers);
+    free(src);
+}

@@ -1,0 +1,102 @@
+#include "zkflow/tracker.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
+    zf_partition_t *p = calloc(1, sizeof *p);
+    if (!p || !(p->topic = strdup(topic))) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->next_offset = p->committable = p->stored = p->end = p->position = -1;
+    return p;
+}
+
+static void entry_free(zf_entry_t *e) {
+    zf_op_clear(&e->op);
+    free(e);
+}
+
+void zf_partition_destroy(zf_partition_t *p) {
+    if (!p)
+        return;
+    while (p->head) {
+        zf_entry_t *e = p->head;
+        p->head = e->next;
+        entry_free(e);
+    }
+    free(p->topic);
+    free(p);
+}
+
+zf_entry_t *zf_partition_push(zf_partition_t *p, int64_t offset) {
+    zf_entry_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->offset = offset;
+    e->part = p;
+    if (p->tail)
+        p->tail->next = e;
+    else
+        p->head = e;
+    p->tail = e;
+    p->nentries++;
+    return e;
+}
+
+zf_entry_t *zf_partition_next_queued(const zf_partition_t *p) {
+    for (zf_entry_t *e = p->head; e; e = e->next)
+        if (e->state == ZF_ENTRY_QUEUED)
+            return e;
+    return NULL;
+}
+
+void zf_entry_sent(zf_entry_t *e) {
+    e->state = ZF_ENTRY_SENT;
+    e->part->nsent++;
+}
+
+void zf_entry_failed(zf_entry_t *e) {
+    if (e->state == ZF_ENTRY_SENT)
+        e->part->nsent--;
+    e->state = ZF_ENTRY_QUEUED;
+}
+
+void zf_entry_applied(zf_entry_t *e) {
+    if (e->state == ZF_ENTRY_SENT)
+        e->part->nsent--;
+    e->state = ZF_ENTRY_APPLIED;
+}
+
+int zf_partition_release(zf_partition_t *p) {
+    int moved = 0;
+    while (p->head && p->head->state == ZF_ENTRY_APPLIED) {
+        zf_entry_t *e = p->head;
+        p->committable = e->offset + 1;
+        p->head = e->next;
+        if (!p->head)
+            p->tail = NULL;
+        p->nentries--;
+        entry_free(e);
+        moved = 1;
+    }
+    return moved;
+}
+
+void zf_partition_drop_queued(zf_partition_t *p) {
+    zf_entry_t **pp = &p->head;
+    p->tail = NULL;
+    while (*pp) {
+        zf_entry_t *e = *pp;
+        if (e->state == ZF_ENTRY_QUEUED) {
+            *pp = e->next;
+            p->nentries--;
+            entry_free(e);
+            continue;
+        }
+        p->tail = e;
+        pp = &e->next;
+    }
+}

@@ -1,0 +1,14 @@
+/* Monotonic milliseconds, for timeouts and backoff. Never fails. */
+#ifndef ZKFLOW_CLOCK_H
+#define ZKFLOW_CLOCK_H
+
+#include <stdint.h>
+#include <time.h>
+
+static inline int64_t zf_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+#endif

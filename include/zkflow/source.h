@@ -1,0 +1,92 @@
+/* The Kafka side: a librdkafka high-level consumer in a consumer group.
+ *
+ * Offsets are never stored automatically: the engine stores a partition's
+ * next offset with zf_source_store once everything before it is applied, and
+ * the consumer commits stored offsets (periodically, and on zf_source_commit).
+ * All functions run on the engine thread; rebalance handlers are called from
+ * inside zf_source_next. */
+#ifndef ZKFLOW_SOURCE_H
+#define ZKFLOW_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zkflow/config.h"
+#include "zkflow/error.h"
+#include "zkflow/record.h"
+
+typedef struct zf_source zf_source_t;
+
+typedef struct zf_tp {
+    const char *topic; /* borrowed for the duration of the call */
+    int32_t partition;
+} zf_tp_t;
+
+typedef struct zf_source_handlers {
+    /* Partitions were added to this member's assignment. */
+    void (*assigned)(void *ctx, const zf_tp_t *tps, size_t n);
+    /* Partitions are about to be taken away. Called before the consumer lets
+     * them go, so their final offsets can still be stored and committed;
+     * `lost` means another member may already own them (do not commit). */
+    void (*revoked)(void *ctx, const zf_tp_t *tps, size_t n, int lost);
+} zf_source_handlers_t;
+
+typedef enum zf_source_event {
+    ZF_SOURCE_NONE = 0, /* nothing waiting now */
+    ZF_SOURCE_RECORD,   /* *rec holds a record */
+    ZF_SOURCE_EOF,      /* rec->topic/partition reached offset rec->offset */
+} zf_source_event_t;
+
+/* Check that librdkafka accepts every [kafka] key, without connecting.
+ * Returns ZF_OK or ZF_ECONFIG with "FILE:LINE: message" in err. */
+zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
+                                size_t errlen);
+
+/* Create the consumer from cfg->kafka (each key passed on unchanged, except
+ * that zkflow manages enable.auto.offset.store and, with exit_on_eof,
+ * enable.partition.eof) and subscribe to every script's topics. Defaults
+ * zkflow sets unless the file does: auto.offset.reset=earliest,
+ * partition.assignment.strategy=cooperative-sticky. Nothing is consumed and
+ * the group is not joined before zf_source_start.
+ * Returns ZF_OK, ZF_ECONFIG with "FILE:LINE: message" in err for a key
+ * librdkafka refuses, or ZF_EKAFKA. cfg must outlive the source. */
+zf_err_t zf_source_new(const zf_config_t *cfg, int exit_on_eof,
+                       const zf_source_handlers_t *h, void *ctx,
+                       zf_source_t **out, char *err, size_t errlen);
+
+/* Subscribe to every script's topics. Returns ZF_OK or ZF_EKAFKA. */
+zf_err_t zf_source_start(zf_source_t *src, char *err, size_t errlen);
+
+/* A descriptor that becomes readable when zf_source_next may have work. */
+int zf_source_fd(const zf_source_t *src);
+
+/* Take the next record or event without blocking. A returned record stays
+ * valid until the next call of zf_source_next or zf_source_close.
+ * Errors from the client are logged here; a fatal one makes
+ * zf_source_status report it. */
+zf_source_event_t zf_source_next(zf_source_t *src, zf_record_t *rec);
+
+/* ZF_OK, or ZF_EKAFKA with the reason once the consumer failed for good. */
+zf_err_t zf_source_status(const zf_source_t *src, char *err, size_t errlen);
+
+/* Store `next_offset` (last applied + 1) of a partition for commit.
+ * Returns ZF_OK or ZF_EKAFKA (e.g. the partition is no longer assigned). */
+zf_err_t zf_source_store(zf_source_t *src, const char *topic,
+                         int32_t partition, int64_t next_offset);
+
+/* Pause (pause=1) or resume fetching one partition. Never blocks. */
+void zf_source_pause(zf_source_t *src, const char *topic, int32_t partition,
+                     int pause);
+
+/* The partition's high watermark (its end), asking the broker; -1 on error. */
+int64_t zf_source_end_offset(zf_source_t *src, const char *topic,
+                             int32_t partition);
+
+/* Commit stored offsets now and wait for the result. ZF_OK when committed or
+ * when nothing was waiting to be committed. */
+zf_err_t zf_source_commit(zf_source_t *src, char *err, size_t errlen);
+
+/* Leave the group (revoked handlers run), close and free. Accepts NULL. */
+void zf_source_close(zf_source_t *src);
+
+#endif

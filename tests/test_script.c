@@ -1,0 +1,256 @@
+/* Scripts: record → Lua table, Lua results → ops, errors with FILE:LINE,
+ * and the sandbox's first walls. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "helpers.h"
+#include "zkflow/script.h"
+
+static char err[2048];
+
+static const zf_header_t two_headers[] = {
+    {"trace", "t1", 2},
+    {"trace", "t2", 2},
+    {"empty", NULL, 0},
+};
+
+static const zf_record_t rec = {
+    .topic = "devices",
+    .partition = 3,
+    .offset = 1234567890123,
+    .timestamp = 1700000000123,
+    .key = "k1",
+    .key_len = 2,
+    .value = "{\"id\":\"d7\",\"status\":\"on\"}",
+    .value_len = 25,
+    .headers = two_headers,
+    .nheaders = 3,
+};
+
+static zf_script_t *load(const char *text, const char *root) {
+    const char *path = write_temp("s.lua", text);
+    zf_script_t *s = zf_script_new("s", path, root, err, sizeof err);
+    if (!s)
+        fail_msg("load failed: %s", err);
+    return s;
+}
+
+/* Run text on rec; expect an op and return it (caller clears). */
+static zf_op_t run_op(const char *text, const zf_record_t *r) {
+    zf_script_t *s = load(text, "/");
+    zf_op_t op;
+    int has = -1;
+    if (zf_script_transform(s, r, &op, &has, err, sizeof err) != ZF_OK)
+        fail_msg("transform failed: %s", err);
+    assert_int_equal(has, 1);
+    zf_script_destroy(s);
+    return op;
+}
+
+/* Run text on rec; expect a record error containing `what`, with the
+ * message starting "PATH:LINE:". */
+static void run_error(const char *text, const char *root, int line,
+                      const char *what) {
+    zf_script_t *s = load(text, root);
+    zf_op_t op = {0};
+    int has = -1;
+    assert_int_equal(zf_script_transform(s, &rec, &op, &has, err, sizeof err),
+                     ZF_ERECORD);
+    assert_null(op.path);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s:%d: ", write_temp("s.lua", text),
+             line);
+    if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, what))
+        fail_msg("expected '%s...%s', got '%s'", prefix, what, err);
+    zf_script_destroy(s);
+}
+
+static void test_three_values(void **state) {
+    (void)state;
+    zf_op_t op = run_op("return function(r) return '/a/' .. r.key, r.value end",
+                        &rec);
+    assert_int_equal(op.type, ZF_OP_UPSERT);
+    assert_string_equal(op.path, "/a/k1");
+    assert_int_equal(op.datalen, rec.value_len);
+    assert_memory_equal(op.data, rec.value, rec.value_len);
+    zf_op_clear(&op);
+
+    const char *ops[] = {"create", "set", "upsert"};
+    for (size_t i = 0; i < 3; i++) {
+        char text[128];
+        snprintf(text, sizeof text,
+                 "return function(r) return '/x', 'd', '%s' end", ops[i]);
+        op = run_op(text, &rec);
+        assert_string_equal(zf_op_name(op.type), ops[i]);
+        assert_int_equal(op.datalen, 1);
+        zf_op_clear(&op);
+    }
+    op = run_op("return function(r) return '/x', 'ignored', 'delete' end", &rec);
+    assert_int_equal(op.type, ZF_OP_DELETE);
+    assert_null(op.data);
+    zf_op_clear(&op);
+
+    /* nil payload: an empty znode; binary payloads pass unchanged */
+    op = run_op("return function(r) return '/x' end", &rec);
+    assert_null(op.data);
+    zf_op_clear(&op);
+    op = run_op("return function(r) return '/x', 'a\\0b\\255' end", &rec);
+    assert_int_equal(op.datalen, 4);
+    assert_memory_equal(op.data, "a\0b\xff", 4);
+    zf_op_clear(&op);
+}
+
+static void test_skip(void **state) {
+    (void)state;
+    zf_script_t *s = load("return function(r) return nil end", "/");
+    zf_op_t op = {0};
+    int has = -1;
+    assert_int_equal(zf_script_transform(s, &rec, &op, &has, err, sizeof err),
+                     ZF_OK);
+    assert_int_equal(has, 0);
+    assert_null(op.path);
+    zf_script_destroy(s);
+}
+
+static void test_record_fields(void **state) {
+    (void)state;
+    zf_op_t op = run_op(
+        "return function(r)\n"
+        "  local h = {}\n"
+        "  for i, x in ipairs(r.headers) do\n"
+        "    h[#h + 1] = x.name .. '=' .. tostring(x.value)\n"
+        "  end\n"
+        "  return '/r', table.concat({r.topic, r.partition,\n"
+        "    string.format('%d', r.offset), string.format('%d', r.timestamp),\n"
+        "    r.key, r.value, table.concat(h, ',')}, '|')\n"
+        "end\n",
+        &rec);
+    assert_string_equal(op.data, "devices|3|1234567890123|1700000000123|k1|"
+                                 "{\"id\":\"d7\",\"status\":\"on\"}|"
+                                 "trace=t1,trace=t2,empty=nil");
+    zf_op_clear(&op);
+
+    /* Null key and value (a tombstone) and no timestamp read as nil. */
+    zf_record_t tomb = {.topic = "t", .partition = 0, .offset = 5,
+                        .timestamp = -1};
+    op = run_op("return function(r) return '/t', tostring(r.key) .. "
+                "tostring(r.value) .. tostring(r.timestamp) .. #r.headers end",
+                &tomb);
+    assert_string_equal(op.data, "nilnilnil0");
+    zf_op_clear(&op);
+}
+
+static void test_json_and_state(void **state) {
+    (void)state;
+    zf_script_t *s = load("local json = require('json')\n"
+                          "local n = 0\n"
+                          "return function(r)\n"
+                          "  n = n + 1\n"
+                          "  local ev = json.decode(r.value)\n"
+                          "  return '/d/' .. ev.id, json.encode({n = n})\n"
+                          "end\n",
+                          "/d");
+    for (int i = 1; i <= 3; i++) {
+        zf_op_t op;
+        int has;
+        assert_int_equal(
+            zf_script_transform(s, &rec, &op, &has, err, sizeof err), ZF_OK);
+        assert_string_equal(op.path, "/d/d7");
+        char want[32];
+        snprintf(want, sizeof want, "{\"n\":%d}", i); /* state persists */
+        assert_string_equal(op.data, want);
+        zf_op_clear(&op);
+    }
+    zf_script_destroy(s);
+}
+
+static void test_errors(void **state) {
+    (void)state;
+    run_error("return function(r)\n  error('boom')\nend\n", "/", 2, "boom");
+    run_error("return function(r)\n  local x = nil\n  return x.y\nend\n", "/",
+              3, "attempt to index");
+    /* Raised inside a C function: the script's line is still named. */
+    run_error("local json = require('json')\nreturn function(r)\n\n"
+              "  local v = json.decode('{bad')\nend\n",
+              "/", 4, "Expected");
+    /* A tail call leaves no frame of the script: the function's line. */
+    run_error("local json = require('json')\nreturn function(r)\n\n"
+              "  return json.decode('{bad')\nend\n",
+              "/", 2, "Expected");
+    run_error("return function(r)\n  error({code = 1})\nend\n", "/", 2,
+              "error object is a table value");
+    /* Invalid results name the function's line. */
+    run_error("\nreturn function(r) return '/x', 'd', 'remove' end\n", "/", 2,
+              "unknown op 'remove'");
+    run_error("return function(r) return 42 end\n", "/", 1,
+              "the path is a number");
+    run_error("return function(r) return '/x', {} end\n", "/", 1,
+              "payload must be a string or nil, not a table");
+    run_error("return function(r) return 'x/y' end\n", "/", 1,
+              "path must start with '/'");
+    run_error("return function(r) return '/a/../b' end\n", "/", 1,
+              "'.' or '..' component");
+    run_error("return function(r) return '/etc/x' end\n", "/devices", 1,
+              "outside the script's root /devices");
+    run_error("return function(r) return '/x', string.rep('a', 1000000) end\n",
+              "/", 1, "over the limit");
+}
+
+static void test_load_errors(void **state) {
+    (void)state;
+    const char *path = write_temp("bad.lua", "return function(r)\n  if then\nend\n");
+    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    char want[512];
+    snprintf(want, sizeof want, "%s:2:", path);
+    assert_memory_equal(err, want, strlen(want));
+
+    path = write_temp("notfn.lua", "return 42\n");
+    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_non_null(strstr(err, "must return a function, it returned number"));
+
+    path = write_temp("raise.lua", "local x = 1\nerror('init failed')\n");
+    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    snprintf(want, sizeof want, "%s:2: init failed", path);
+    assert_string_equal(err, want);
+
+    assert_null(zf_script_new("s", "/nonexistent.lua", "/", err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent.lua: cannot open"));
+
+    /* Precompiled bytecode is refused: only source text is loaded. */
+    path = write_temp("bc.lua", "\033LJ\002\000return");
+    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_non_null(strstr(err, "wrong mode"));
+}
+
+static void test_sandbox(void **state) {
+    (void)state;
+    zf_op_t op = run_op(
+        "return function(r)\n"
+        "  return '/s', table.concat({type(io), type(os), type(dofile),\n"
+        "    type(loadfile), type(load), type(loadstring), type(string.dump),\n"
+        "    type(package), type(debug), type(ffi), type(jit)}, ',')\n"
+        "end\n",
+        &rec);
+    assert_string_equal(op.data, "nil,nil,nil,nil,nil,nil,nil,nil,nil,nil,nil");
+    zf_op_clear(&op);
+    run_error("return function(r)\n  local m = require('os')\nend\n", "/", 2,
+              "module 'os' is not available");
+    run_error("return function(r)\n  local ffi = require('ffi')\nend\n", "/",
+              2, "module 'ffi' is not available");
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_three_values),
+        cmocka_unit_test(test_skip),
+        cmocka_unit_test(test_record_fields),
+        cmocka_unit_test(test_json_and_state),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_sandbox),
+    };
+    return cmocka_run_group_tests_name("script", tests, NULL, NULL);
+}
