@@ -29,7 +29,7 @@ typedef struct engine {
     zf_partition_t **parts; /* assigned partitions */
     size_t nparts;
     int sigfd;
-    int stopping;       /* no new records taken or sent */
+    int stopping;       /* no new records taken; queued ones still sent */
     int status;         /* exit status so far */
     int assigned;       /* a first assignment arrived */
     int kafka_pending;  /* the consumer may hold more records right now */
@@ -177,8 +177,10 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
                   "without committing it",
              zf_script_name(p->script), why, p->topic, p->partition,
              (long long)en->offset);
-    /* Not applied, so never committable: the record stays for a restart. */
+    /* Not applied, so never committable: the record stays for a restart,
+     * and nothing after it in this partition may overtake it. */
     zf_entry_failed(en);
+    p->blocked = 1;
     fail(e);
 }
 
@@ -245,19 +247,24 @@ static void take_records(engine_t *e) {
 
 /* Send the next record of every idle partition. One record per partition is
  * in flight at a time: upsert may take several round trips, and a later
- * write must not overtake it. */
-static void dispatch(engine_t *e) {
+ * write must not overtake it. Returns how many records wait to be sent. */
+static size_t dispatch(engine_t *e) {
+    size_t waiting = 0;
     for (size_t i = 0; i < e->nparts; i++) {
         zf_partition_t *p = e->parts[i];
         store_progress(e, p);
-        if (e->stopping || p->nsent > 0)
+        if (p->blocked)
             continue;
         zf_entry_t *en = zf_partition_next_queued(p);
         if (!en)
             continue;
+        waiting++;
+        if (p->nsent > 0)
+            continue;
         zf_entry_sent(en);
         zf_zk_apply(e->zk, &en->op, on_applied, en);
     }
+    return waiting;
 }
 
 /* --exit-on-eof: every partition consumed to its end and fully applied. */
@@ -298,6 +305,9 @@ static void on_signal(engine_t *e) {
         zf_info(LOG, "%s: finishing writes in flight, then committing",
                 strsignal((int)si.ssi_signo));
         e->stopping = 1;
+        /* Records not sent yet are left for the next run: quicker exit. */
+        for (size_t i = 0; i < e->nparts; i++)
+            zf_partition_drop_queued(e->parts[i]);
     }
 }
 
@@ -305,13 +315,15 @@ static void loop(engine_t *e) {
     for (;;) {
         if (!e->stopping)
             take_records(e);
-        dispatch(e);
         check_services(e);
+        /* After a failure, records taken before it are still applied, so
+         * the committed offsets reach up to the failed record. */
+        size_t waiting = dispatch(e);
         if (e->opts.exit_on_eof && !e->stopping && caught_up(e)) {
             zf_info(LOG, "every partition is caught up");
             return;
         }
-        if (e->stopping && zf_zk_inflight(e->zk) == 0)
+        if (e->stopping && waiting == 0 && zf_zk_inflight(e->zk) == 0)
             return;
 
         struct pollfd pfd[3] = {

@@ -18,6 +18,8 @@
 #define UPSERT_MAX_ROUNDS 10
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 2000
+/* How often the client may look the server names up again (DNS changes). */
+#define RESOLVE_DELAY_MS 30000
 
 typedef enum step {
     STEP_SET,     /* set data; for upsert, absent leads to STEP_PARENTS */
@@ -138,6 +140,9 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
                  connect, strerror(errno));
         goto err;
     }
+    /* By default the client resolves the server names again every time it
+     * polls its socket, i.e. about once per request: a getaddrinfo per op. */
+    zoo_set_servers_resolution_delay(zk->zh, RESOLVE_DELAY_MS);
     return zk;
 err:
     zf_zk_destroy(zk);

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# Integration tests: zkflow against a real ZooKeeper and a real Kafka broker,
+# both started by scripts/services.sh. Each test makes its own topics, group
+# and znode subtree (named after this run), produces records with kcat, runs
+# build/zkflow, and reads ZooKeeper back with build/zktree.
+#
+#   tests/integration.sh [TEST...]     (default: every test_* below)
+#
+# Ends with the line "N passed, N failed"; exit status 1 if any failed.
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+ZKFLOW=$PWD/build/zkflow
+ZKTREE=$PWD/build/zktree
+KAFKA=127.0.0.1:${KAFKA_PORT:-9092}
+ZK=127.0.0.1:${ZK_PORT:-2181}
+RUN=it$(date +%s)$$
+WORK=$(mktemp -d /tmp/zkflow-it.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0 failed=0 failures=()
+
+# ------------------------------------------------------------------ helpers
+
+fail() { echo "    FAIL: $*"; return 1; }
+
+topic() { # NAME PARTITIONS: create the topic, print nothing
+    scripts/services.sh topic "$1" "$2" >/dev/null
+}
+
+produce() { # TOPIC < "key<TAB>value" lines
+    kcat -P -b "$KAFKA" -t "$1" -K $'\t' -z none
+}
+
+tree() { # PATH: "path<TAB>data" lines of the subtree
+    "$ZKTREE" "$ZK" "$1"
+}
+
+# config NAME GROUP [script-section...]: write $WORK/NAME.ini
+config() {
+    local name=$1 group=$2
+    shift 2
+    {
+        printf '[kafka]\nbootstrap.servers = %s\ngroup.id = %s\n' "$KAFKA" "$group"
+        printf '[zookeeper]\nconnect = %s\nconnect_timeout_ms = 5000\n' "$ZK"
+        printf '%s\n' "$@"
+    } >"$WORK/$name.ini"
+    echo "$WORK/$name.ini"
+}
+
+# zkflow ARGS...: run with a time limit; stderr saved to $WORK/log
+zkflow() {
+    timeout 120 "$ZKFLOW" "$@" 2>"$WORK/log"
+}
+
+consumed() { # the consumed= count of the last run's summary
+    sed -n 's/.*finished: consumed=\([0-9]*\).*/\1/p' "$WORK/log"
+}
+
+expect_tree() { # PATH EXPECTED-FILE
+    tree "$1" >"$WORK/actual" || return 1
+    diff -u "$2" "$WORK/actual" >"$WORK/diff" && return 0
+    head -20 "$WORK/diff"
+    fail "tree under $1 differs from what the records imply"
+}
+
+expect_exit() { # WANT GOT
+    [ "$1" = "$2" ] || { tail -5 "$WORK/log"; fail "exit status $2, expected $1"; }
+}
+
+expect_log() { # FIXED-STRING
+    grep -qF -- "$1" "$WORK/log" || { tail -5 "$WORK/log"; fail "log lacks: $1"; }
+}
+
+# ------------------------------------------------------------------ tests
+
+# Many keys over 4 partitions: the last record of each key wins, and missing
+# parents are created. Then a second group replays every record over the same
+# tree, which must not change.
+test_last_write_wins_and_replay() {
+    local t=$RUN-order root=/$RUN/order
+    topic "$t" 4
+    awk -v n=3000 'BEGIN { for (i = 0; i < n; i++) printf "k%d\tv%d-%d\n", i % 97, i % 97, i }' | produce "$t"
+    cat >"$WORK/order.lua" <<LUA
+return function(rec)
+  return "$root/" .. rec.key .. "/latest", rec.value
+end
+LUA
+    local cfg
+    cfg=$(config order "$RUN-order" "[script order]" "file = order.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 3000 ] || fail "consumed $(consumed), expected 3000" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk 'BEGIN { for (i = 0; i < 3000; i++) last[i % 97] = i
+                     for (k = 0; k < 97; k++) print "k" k "\tv" k "-" last[k] }' |
+            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t\n%s/%s/latest\t%s\n", r, $1, r, $1, $2 }'
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
+
+    cfg=$(config replay "$RUN-replay" "[script order]" "file = order.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 3000 ] || fail "replay consumed $(consumed), expected 3000" || return 1
+    expect_tree "$root" "$WORK/expected"
+}
+
+# One partition, so the order is total: upserts, deletes (also of absent
+# nodes), creates (also of existing nodes), sets, and skipped records.
+test_ops_deletes_skips() {
+    local t=$RUN-ops root=/$RUN/ops
+    topic "$t" 1
+    produce "$t" <<EOF
+upsert	$root/a/x 1
+upsert	$root/b 1
+delete	$root/a/x
+upsert	$root/a/x 2
+delete	$root/b
+delete	$root/never
+create	$root/c first
+create	$root/c second
+set	$root/c third
+skip	$root/skipped
+upsert	$root/d
+EOF
+    cat >"$WORK/ops.lua" <<'LUA'
+return function(rec)
+  local path, data = rec.value:match("^(%S+) ?(.*)$")
+  if rec.key == "skip" then return nil end
+  if data == "" then data = nil end
+  return path, data, rec.key
+end
+LUA
+    local cfg
+    cfg=$(config ops "$RUN-ops" "[script ops]" "file = ops.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=11 applied=10 skipped=1" || return 1
+    printf '%s\t\n' "$root" "$root/a" >"$WORK/expected"
+    printf '%s\t%s\n' "$root/a/x" 2 "$root/c" third >>"$WORK/expected"
+    printf '%s\t\n' "$root/d" >>"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
+# Two scripts, two topics, two roots: each record goes to its own script.
+test_two_scripts() {
+    local root=/$RUN/two
+    topic "$RUN-users" 2
+    topic "$RUN-flags" 3
+    printf 'alice\tadmin\nbob\tviewer\n' | produce "$RUN-users"
+    printf 'dark-mode\ton\nbeta\toff\n' | produce "$RUN-flags"
+    cat >"$WORK/users.lua" <<LUA
+return function(rec) return "$root/users/" .. rec.key, rec.value .. "@" .. rec.topic end
+LUA
+    cat >"$WORK/flags.lua" <<LUA
+return function(rec) return "$root/flags/" .. rec.key, rec.value .. "@" .. rec.topic end
+LUA
+    local cfg
+    cfg=$(config two "$RUN-two" \
+        "[script users]" "file = users.lua" "topics = $RUN-users" "root = $root/users" \
+        "[script flags]" "file = flags.lua" "topics = $RUN-flags" "root = $root/flags")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    printf '%s\t\n' "$root" "$root/flags" >"$WORK/expected"
+    printf '%s\t%s\n' "$root/flags/beta" "off@$RUN-flags" "$root/flags/dark-mode" "on@$RUN-flags" >>"$WORK/expected"
+    printf '%s\t\n' "$root/users" >>"$WORK/expected"
+    printf '%s\t%s\n' "$root/users/alice" "admin@$RUN-users" "$root/users/bob" "viewer@$RUN-users" >>"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
+# A second run resumes from the offsets the first committed.
+test_resume_from_committed() {
+    local t=$RUN-resume root=/$RUN/resume
+    topic "$t" 3
+    awk 'BEGIN { for (i = 0; i < 100; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
+    cat >"$WORK/resume.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg
+    cfg=$(config resume "$RUN-resume" "[script r]" "file = resume.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 100 ] || fail "first run consumed $(consumed), expected 100" || return 1
+    awk 'BEGIN { for (i = 100; i < 150; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 50 ] || fail "second run consumed $(consumed), expected 50" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 0 ] || fail "third run consumed $(consumed), expected 0" || return 1
+    [ "$(tree "$root" | wc -l)" = 151 ] || fail "expected 150 znodes under $root"
+}
+
+# A script error stops the daemon without committing the failing record:
+# records before it are applied and committed, the next run fails on the same
+# record, and a fixed script carries on from there.
+test_script_error_stops_uncommitted() {
+    local t=$RUN-err root=/$RUN/err
+    topic "$t" 1
+    printf 'a\t1\nb\t2\nc\tbad\nd\t4\n' | produce "$t"
+    cat >"$WORK/err.lua" <<LUA
+return function(rec)
+  local n = tonumber(rec.value)
+  if not n then
+    error("not a number: " .. rec.value)
+  end
+  return "$root/" .. rec.key, tostring(n)
+end
+LUA
+    local cfg
+    cfg=$(config err "$RUN-err" "[script err]" "file = err.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "script err: $WORK/err.lua:4: not a number: bad (record $t [0] offset 2)" || return 1
+    printf '%s\t\n%s\t1\n%s\t2\n' "$root" "$root/a" "$root/b" >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "consumed=1 applied=0" || return 1
+    sed -i 's/error("not a number: " .. rec.value)/return nil/' "$WORK/err.lua"
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=2 applied=1 skipped=1" || return 1
+    printf '%s\t4\n' "$root/d" >>"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
+# An op ZooKeeper refuses (set of a missing node) is a record error too.
+test_refused_op_stops_uncommitted() {
+    local t=$RUN-refused root=/$RUN/refused
+    topic "$t" 1
+    printf 'a\tx\nb\ty\n' | produce "$t"
+    cat >"$WORK/refused.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value, "set" end
+LUA
+    local cfg
+    cfg=$(config refused "$RUN-refused" "[script s]" "file = refused.lua" "topics = $t" "root = $root")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "ZooKeeper refused set $root/a: no node (record $t [0] offset 0)" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "(record $t [0] offset 0)"
+}
+
+# Bad configuration and broken scripts: FILE:LINE on stderr, exit 2.
+test_bad_config_exits_2() {
+    local t=$RUN-badcfg cfg
+    cfg=$(config bad "$RUN-bad" "[script s]" "file = missing.lua" "topics = $t" "colour = blue")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 2 $? || return 1
+    expect_log "$cfg:10: unknown key 'colour' in [script]" || return 1
+
+    printf 'return function(rec)\n  return "/x" ..\nend\n' >"$WORK/broken.lua"
+    cfg=$(config bad "$RUN-bad" "[script s]" "file = broken.lua" "topics = $t")
+    zkflow run -c "$cfg"; expect_exit 2 $? || return 1
+    expect_log "$cfg:8: [script s]: $WORK/broken.lua:3: unexpected symbol" || return 1
+    zkflow check -c "$cfg"; expect_exit 2 $? || return 1
+
+    printf 'return {}\n' >"$WORK/notfn.lua"
+    cfg=$(config bad "$RUN-bad" "[script s]" "file = notfn.lua" "topics = $t")
+    zkflow run -c "$cfg"; expect_exit 2 $? || return 1
+    expect_log "must return a function, it returned table" || return 1
+
+    cfg=$(config bad "$RUN-bad" "[script s]" "file = nowhere.lua" "topics = $t")
+    zkflow run -c "$cfg"; expect_exit 2 $? || return 1
+    expect_log "nowhere.lua: cannot open: No such file or directory" || return 1
+
+    printf '[kafka]\nbootstrap.servers = %s\ngroup.id = g\nfetch.wait.max.ms = soon\n' "$KAFKA" >"$WORK/bad.ini"
+    printf '[zookeeper]\nconnect = %s\n[script s]\nfile = notfn.lua\ntopics = x\n' "$ZK" >>"$WORK/bad.ini"
+    zkflow run -c "$WORK/bad.ini"; expect_exit 2 $? || return 1
+    expect_log "$WORK/bad.ini:4: " || return 1
+
+    zkflow run -c "$WORK/absent.ini"; expect_exit 2 $? || return 1
+    expect_log "absent.ini: cannot open" || return 1
+    zkflow run; expect_exit 2 $? || return 1
+    expect_log "missing -c FILE" || return 1
+
+    printf 'return function(rec) return nil end\n' >"$WORK/good.lua"
+    cfg=$(config good "$RUN-good" "[script s]" "file = good.lua" "topics = $t")
+    "$ZKFLOW" check -c "$cfg" >"$WORK/log" 2>&1; expect_exit 0 $? || return 1
+    expect_log "ok (1 script(s))"
+}
+
+# ZooKeeper unreachable at start: a clear error after a bounded wait.
+test_zookeeper_unreachable() {
+    printf 'return function(rec) return nil end\n' >"$WORK/none.lua"
+    printf '[kafka]\nbootstrap.servers = %s\ngroup.id = %s\n' "$KAFKA" "$RUN-nozk" >"$WORK/nozk.ini"
+    printf '[zookeeper]\nconnect = 127.0.0.1:1\nconnect_timeout_ms = 1500\n' >>"$WORK/nozk.ini"
+    printf '[script s]\nfile = none.lua\ntopics = %s\n' "$RUN-nozk" >>"$WORK/nozk.ini"
+    local start=$SECONDS
+    zkflow run -c "$WORK/nozk.ini" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "cannot reach ZooKeeper at 127.0.0.1:1 within 1500 ms" || return 1
+    [ $((SECONDS - start)) -le 10 ] || fail "took $((SECONDS - start)) s to give up"
+}
+
+# SIGTERM under load: writes in flight finish, offsets are committed, exit 0;
+# a second run completes the tree with nothing lost.
+test_sigterm_drains_and_resumes() {
+    local t=$RUN-term root=/$RUN/term n=20000
+    topic "$t" 4
+    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 500, i }' | produce "$t"
+    cat >"$WORK/term.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg pid first
+    cfg=$(config term "$RUN-term" "[script t]" "file = term.lua" "topics = $t" "root = $root")
+    timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    for _ in $(seq 100); do
+        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
+        sleep 0.1
+    done
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    expect_log "finishing writes in flight, then committing" || return 1
+    first=$(consumed)
+    [ -n "$first" ] && [ "$first" -lt $n ] || fail "first run consumed '$first' of $n: too fast to test" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ $((first + $(consumed))) -ge $n ] || fail "consumed $first + $(consumed) < $n: records lost" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 500] = i
+                             for (k = 0; k < 500; k++) print "k" k "\t" last[k] }' |
+            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t%s\n", r, $1, $2 }'
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
+# ------------------------------------------------------------------ main
+
+[ -x "$ZKFLOW" ] && [ -x "$ZKTREE" ] || { echo "build first: make" >&2; exit 2; }
+scripts/services.sh start || exit 1
+
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || mapfile -t tests < <(declare -F | awk '$3 ~ /^test_/ { print $3 }')
+for t in "${tests[@]}"; do
+    echo "--- $t"
+    start=$SECONDS
+    if "$t"; then
+        passed=$((passed + 1))
+        echo "    ok ($((SECONDS - start)) s)"
+    else
+        failed=$((failed + 1))
+        failures+=("$t")
+    fi
+done
+"$ZKTREE" --delete "$ZK" "/$RUN" || true
+[ $failed -eq 0 ] || printf 'failed: %s\n' "${failures[@]}"
+echo "integration: $passed passed, $failed failed"
+[ $failed -eq 0 ]
