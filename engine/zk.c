@@ -163,7 +163,10 @@ static void finish(zf_zk_t *zk, req_t *r, int rc) {
                rc == ZCLOSING || rc == ZAUTHFAILED)
                   ? ZF_EZK
                   : ZF_ERECORD;
-        snprintf(why, sizeof why, "ZooKeeper refused %s %s: %s",
+        snprintf(why, sizeof why,
+                 err == ZF_EZK ? "ZooKeeper session lost during %s %s (%s): "
+                                 "outcome unknown"
+                               : "ZooKeeper refused %s %s: %s",
                  zf_op_name(r->op->type), r->op->path, zerror(rc));
     }
     zk->inflight--;

@@ -315,6 +315,39 @@ LUA
     expect_tree "$root" "$WORK/expected"
 }
 
+# ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
+# are sent again, and the tree ends up complete and in order.
+test_zookeeper_restart_midstream() {
+    local t=$RUN-zkrestart root=/$RUN/zkrestart n=20000
+    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
+    topic "$t" 4
+    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 300, i }' | produce "$t"
+    cat >"$WORK/zkrestart.lua" <<LUA
+return function(rec) return "$root/" .. rec.key .. "/v", rec.value end
+LUA
+    local cfg pid
+    cfg=$(config zkrestart "$RUN-zkrestart" "[script z]" "file = zkrestart.lua" "topics = $t" "root = $root")
+    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/log" &
+    pid=$!
+    for _ in $(seq 100); do
+        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
+        sleep 0.1
+    done
+    kill -KILL "$(cat "$pidfile")"
+    sleep 1
+    scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || return 1
+    wait $pid; expect_exit 0 $? || return 1
+    expect_log "reconnecting" || return 1
+    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 300] = i
+                             for (k = 0; k < 300; k++) print "k" k "\t" last[k] }' |
+            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t\n%s/%s/v\t%s\n", r, $1, r, $1, $2 }'
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
 # ------------------------------------------------------------------ main
 
 [ -x "$ZKFLOW" ] && [ -x "$ZKTREE" ] || { echo "build first: make" >&2; exit 2; }
