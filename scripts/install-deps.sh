@@ -11,7 +11,7 @@ PACKAGES=(
     librdkafka-dev libzookeeper-mt-dev libluajit-5.1-dev libinih-dev
     lua-cjson-dev libcmocka-dev valgrind
     kcat zookeeper maven default-jre-headless   # services.sh (Kafka 4 needs Java 17)
-    netcat-openbsd procps
+    netcat-openbsd procps time
 )
 
 # Print the packages of PACKAGES that are not fully installed.
