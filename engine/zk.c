@@ -68,8 +68,66 @@ struct zf_zk {
     req_t *retries; /* waiting for their due time, unsorted */
 };
 
+/* The client's lines look like
+ *   "DATE TIME,ms:PID(0xTID):ZOO_WARN@function@line: text"
+ * and repeat every few hundred ms while a server is down. Keep the level and
+ * the text, and print a line seen in the last LOG_REPEAT_MS only once. */
+#define LOG_REPEAT_MS 10000
+#define LOG_RECENT 4
+
+static struct {
+    pthread_mutex_t lock;
+    struct {
+        char text[256];
+        int64_t since_ms;
+        unsigned repeats;
+    } recent[LOG_RECENT];
+} zk_log_state = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
 static void zk_log(const char *message) {
-    zf_log(ZF_LOG_WARN, "zookeeper", "%s", message);
+    zf_log_level_t level = ZF_LOG_WARN;
+    const char *text = message;
+    const char *tag = strstr(message, "):ZOO_");
+    if (tag) {
+        tag += 6;
+        level = strncmp(tag, "ERROR", 5) == 0  ? ZF_LOG_ERROR
+                : strncmp(tag, "WARN", 4) == 0 ? ZF_LOG_WARN
+                : strncmp(tag, "INFO", 4) == 0 ? ZF_LOG_INFO
+                                               : ZF_LOG_DEBUG;
+        const char *colon = strstr(tag, ": ");
+        text = colon ? colon + 2 : tag;
+    }
+    if (level > zf_log_get_level())
+        return;
+    int64_t now = zf_now_ms();
+    unsigned repeats = 0;
+    pthread_mutex_lock(&zk_log_state.lock);
+    size_t slot = 0;
+    for (size_t i = 0; i < LOG_RECENT; i++) {
+        if (strncmp(zk_log_state.recent[i].text, text,
+                    sizeof zk_log_state.recent[i].text - 1) == 0) {
+            slot = i;
+            if (now - zk_log_state.recent[i].since_ms < LOG_REPEAT_MS) {
+                zk_log_state.recent[i].repeats++;
+                pthread_mutex_unlock(&zk_log_state.lock);
+                return;
+            }
+            break;
+        }
+        if (zk_log_state.recent[i].since_ms < zk_log_state.recent[slot].since_ms)
+            slot = i; /* the oldest, unless the text is found */
+    }
+    repeats = zk_log_state.recent[slot].repeats;
+    snprintf(zk_log_state.recent[slot].text,
+             sizeof zk_log_state.recent[slot].text, "%s", text);
+    zk_log_state.recent[slot].since_ms = now;
+    zk_log_state.recent[slot].repeats = 0;
+    pthread_mutex_unlock(&zk_log_state.lock);
+    if (repeats)
+        zf_log(level, "zookeeper", "%s (%u more like it before)", text,
+               repeats);
+    else
+        zf_log(level, "zookeeper", "%s", text);
 }
 
 /* Runs on a library thread: queue and wake. Must never block for long. */

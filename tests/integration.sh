@@ -270,6 +270,15 @@ test_bad_config_exits_2() {
     expect_log "ok (1 script(s))"
 }
 
+# A subscribed topic that does not exist: a clear error, exit 1.
+test_missing_topic() {
+    printf 'return function(rec) return nil end\n' >"$WORK/none.lua"
+    local cfg
+    cfg=$(config notopic "$RUN-notopic" "[script s]" "file = none.lua" "topics = $RUN-no-such-topic")
+    zkflow run -c "$cfg"; expect_exit 1 $? || return 1
+    expect_log "cannot consume: Subscribed topic not available: $RUN-no-such-topic"
+}
+
 # ZooKeeper unreachable at start: a clear error after a bounded wait.
 test_zookeeper_unreachable() {
     printf 'return function(rec) return nil end\n' >"$WORK/none.lua"
