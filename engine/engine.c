@@ -19,6 +19,8 @@
 
 /* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
 #define TAKE_BATCH 512
+/* How long the final offset commit may take before zkflow gives up on it. */
+#define COMMIT_WAIT_MS 30000
 
 typedef struct engine {
     const zf_config_t *cfg;
@@ -30,8 +32,8 @@ typedef struct engine {
     size_t nparts;
     int sigfd;
     int stopping;       /* no new records taken; queued ones still sent */
+    int64_t commit_since; /* final commit under way since then (ms), or 0 */
     int status;         /* exit status so far */
-    int assigned;       /* a first assignment arrived */
     int kafka_pending;  /* the consumer may hold more records right now */
     uint64_t consumed, applied, skipped;
 } engine_t;
@@ -129,7 +131,6 @@ static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
             p->end = zf_source_end_offset(e->src, p->topic, p->partition);
         e->parts[e->nparts++] = p;
     }
-    e->assigned = 1;
 }
 
 static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
@@ -145,7 +146,9 @@ static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
         if (!lost)
             store_progress(e, p);
     }
-    if (!lost) {
+    if (!lost && !e->stopping) {
+        /* The rebalance handler is where a commit for partitions being let
+         * go belongs; when stopping, the final commit already happened. */
         char err[512];
         if (zf_source_commit(e->src, err, sizeof err) != ZF_OK)
             zf_warn(LOG, "%s", err);
@@ -224,10 +227,12 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
     }
 }
 
+/* Poll the consumer, which also serves rebalances. While stopping, records
+ * are let go untouched (not stored, so consumed again next time). */
 static void take_records(engine_t *e) {
     zf_record_t rec;
     e->kafka_pending = 0;
-    for (int n = 0; n < TAKE_BATCH && !e->stopping; n++) {
+    for (int n = 0; n < TAKE_BATCH; n++) {
         switch (zf_source_next(e->src, &rec)) {
         case ZF_SOURCE_NONE:
             return;
@@ -238,7 +243,8 @@ static void take_records(engine_t *e) {
             break;
         }
         case ZF_SOURCE_RECORD:
-            take_record(e, &rec);
+            if (!e->stopping)
+                take_record(e, &rec);
             break;
         }
     }
@@ -269,7 +275,9 @@ static size_t dispatch(engine_t *e) {
 
 /* --exit-on-eof: every partition consumed to its end and fully applied. */
 static int caught_up(const engine_t *e) {
-    if (!e->assigned || zf_zk_inflight(e->zk) > 0)
+    /* No partition yet: a member joining a cooperative group first gets an
+     * empty assignment, and its partitions only in a second round. */
+    if (e->nparts == 0 || zf_zk_inflight(e->zk) > 0)
         return 0;
     for (size_t i = 0; i < e->nparts; i++) {
         const zf_partition_t *p = e->parts[i];
@@ -311,19 +319,58 @@ static void on_signal(engine_t *e) {
     }
 }
 
+/* Ready to end: after a stop, once nothing is left to send or in flight;
+ * with --exit-on-eof, once caught up. Then commit, while the consumer keeps
+ * being served (a rebalance during the commit would otherwise hold it), and
+ * report whether the loop may end. */
+static int ended(engine_t *e, size_t waiting) {
+    int ready = e->stopping
+                    ? waiting == 0 && zf_zk_inflight(e->zk) == 0
+                    : e->opts.exit_on_eof && caught_up(e);
+    if (!ready) {
+        e->commit_since = 0; /* e.g. new partitions came: not caught up */
+        return 0;
+    }
+    if (!e->commit_since) {
+        zf_info(LOG, "%s; committing offsets",
+                e->stopping ? "writes finished" : "every partition is caught up");
+        zf_source_commit_start(e->src);
+        e->commit_since = zf_now_ms();
+    }
+    char err[512];
+    int rc = zf_source_commit_result(e->src, err, sizeof err);
+    int64_t waited = zf_now_ms() - e->commit_since;
+    if (rc > 0 && waited < COMMIT_WAIT_MS) {
+        /* Typically a rebalance moved the group to a new generation while
+         * the commit was on its way; polling goes on, so it completes and
+         * the same offsets can be committed again. */
+        zf_info(LOG, "%s; trying again", err);
+        zf_source_commit_start(e->src);
+        return 0;
+    }
+    if (rc < 0 && waited > COMMIT_WAIT_MS) {
+        snprintf(err, sizeof err, "offset commit did not finish within %d ms",
+                 COMMIT_WAIT_MS);
+        rc = ZF_EKAFKA;
+    }
+    if (rc < 0)
+        return 0;
+    if (rc != ZF_OK) {
+        zf_error(LOG, "%s", err);
+        e->status = ZF_EXIT_FAILURE;
+    }
+    e->stopping = 1; /* from here on, nothing new is taken */
+    return 1;
+}
+
 static void loop(engine_t *e) {
     for (;;) {
-        if (!e->stopping)
-            take_records(e);
+        take_records(e);
         check_services(e);
         /* After a failure, records taken before it are still applied, so
          * the committed offsets reach up to the failed record. */
         size_t waiting = dispatch(e);
-        if (e->opts.exit_on_eof && !e->stopping && caught_up(e)) {
-            zf_info(LOG, "every partition is caught up");
-            return;
-        }
-        if (e->stopping && waiting == 0 && zf_zk_inflight(e->zk) == 0)
+        if (ended(e, waiting))
             return;
 
         struct pollfd pfd[3] = {
@@ -332,11 +379,13 @@ static void loop(engine_t *e) {
             {.fd = zf_source_fd(e->src), .events = POLLIN},
         };
         int timeout = zf_zk_next_timeout_ms(e->zk);
-        if (e->kafka_pending && !e->stopping)
+        if (e->kafka_pending)
             timeout = 0;
+        else if (e->commit_since)
+            timeout = 10; /* the commit's result has no descriptor */
         else if (timeout < 0 || timeout > 1000)
             timeout = 1000; /* also keeps checking the services' health */
-        if (poll(pfd, e->stopping ? 2 : 3, timeout) < 0 && errno != EINTR) {
+        if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
             return;
@@ -347,14 +396,7 @@ static void loop(engine_t *e) {
     }
 }
 
-static void finish(engine_t *e, int64_t started_ms) {
-    for (size_t i = 0; i < e->nparts; i++)
-        store_progress(e, e->parts[i]);
-    char err[512];
-    if (zf_source_commit(e->src, err, sizeof err) != ZF_OK) {
-        zf_error(LOG, "%s", err);
-        e->status = ZF_EXIT_FAILURE;
-    }
+static void report(const engine_t *e, int64_t started_ms) {
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
                  "(%.0f records/s)",
@@ -407,8 +449,8 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     zf_info(LOG, "running: %zu script(s), delivery %s", cfg->nscripts,
             cfg->delivery);
     loop(&e);
-    drain(&e, NULL);
-    finish(&e, started);
+    drain(&e, NULL); /* only left over when the loop itself failed */
+    report(&e, started);
     status = e.status;
 out:
     zf_source_close(e.src); /* leaves the group: revoked partitions commit */

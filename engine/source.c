@@ -13,6 +13,9 @@
 struct zf_source {
     rd_kafka_t *rk;
     rd_kafka_queue_t *queue; /* the consumer queue, for io events */
+    rd_kafka_queue_t *commits; /* results of zf_source_commit_start */
+    int commits_pending;
+    rd_kafka_resp_err_t commit_err;
     int pipe[2];             /* librdkafka writes [1] when the queue fills */
     zf_source_handlers_t h;
     void *ctx;
@@ -221,6 +224,7 @@ zf_err_t zf_source_new(const zf_config_t *cfg, int exit_on_eof,
     conf = NULL; /* now owned by src->rk */
     rd_kafka_poll_set_consumer(src->rk);
     src->queue = rd_kafka_queue_get_consumer(src->rk);
+    src->commits = rd_kafka_queue_new(src->rk);
     if (pipe2(src->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         zf_source_close(src);
@@ -383,6 +387,36 @@ zf_err_t zf_source_commit(zf_source_t *src, char *err, size_t errlen) {
     return ZF_OK;
 }
 
+void zf_source_commit_start(zf_source_t *src) {
+    rd_kafka_resp_err_t rerr =
+        rd_kafka_commit_queue(src->rk, NULL, src->commits, NULL, NULL);
+    if (rerr) {
+        src->commit_err = rerr; /* refused at once: no result will follow */
+        return;
+    }
+    src->commits_pending++;
+}
+
+int zf_source_commit_result(zf_source_t *src, char *err, size_t errlen) {
+    rd_kafka_event_t *ev;
+    while (src->commits_pending > 0 &&
+           (ev = rd_kafka_queue_poll(src->commits, 0))) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_OFFSET_COMMIT) {
+            src->commits_pending--;
+            src->commit_err = rd_kafka_event_error(ev);
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    if (src->commits_pending > 0)
+        return -1;
+    if (src->commit_err && src->commit_err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        snprintf(err, errlen, "offset commit failed: %s",
+                 rd_kafka_err2str(src->commit_err));
+        return ZF_EKAFKA;
+    }
+    return ZF_OK;
+}
+
 void zf_source_close(zf_source_t *src) {
     if (!src)
         return;
@@ -391,6 +425,8 @@ void zf_source_close(zf_source_t *src) {
         rd_kafka_consumer_close(src->rk);
         if (src->queue)
             rd_kafka_queue_destroy(src->queue);
+        if (src->commits)
+            rd_kafka_queue_destroy(src->commits);
         rd_kafka_destroy(src->rk);
     }
     for (int i = 0; i < 2; i++)

@@ -270,6 +270,41 @@ test_bad_config_exits_2() {
     expect_log "ok (1 script(s))"
 }
 
+# A second instance joins the group mid-stream: partitions move between the
+# two (cooperative rebalance), each exits once caught up, nothing is lost.
+test_two_instances_share_partitions() {
+    local t=$RUN-pair root=/$RUN/pair n=30000
+    topic "$t" 4
+    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 400, i }' | produce "$t"
+    cat >"$WORK/pair.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg a b
+    cfg=$(config pair "$RUN-pair" "[script p]" "file = pair.lua" "topics = $t" "root = $root")
+    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/a.log" &
+    a=$!
+    for _ in $(seq 100); do
+        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
+        sleep 0.1
+    done
+    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/b.log" &
+    b=$!
+    local sa sb
+    wait $a; sa=$?
+    wait $b; sb=$?
+    cat "$WORK/a.log" "$WORK/b.log" >"$WORK/log"
+    expect_exit 0 $sa || return 1
+    expect_exit 0 $sb || return 1
+    expect_log "revoked 2 partition(s)" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 400] = i
+                             for (k = 0; k < 400; k++) print "k" k "\t" last[k] }' |
+            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t%s\n", r, $1, $2 }'
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected"
+}
+
 # A subscribed topic that does not exist: a clear error, exit 1.
 test_missing_topic() {
     printf 'return function(rec) return nil end\n' >"$WORK/none.lua"
@@ -373,6 +408,8 @@ for t in "${tests[@]}"; do
     else
         failed=$((failed + 1))
         failures+=("$t")
+        cp "$WORK/log" "/tmp/zkflow-it-$t.log" 2>/dev/null &&
+            echo "    (its last zkflow log: /tmp/zkflow-it-$t.log)"
     fi
 done
 "$ZKTREE" --delete "$ZK" "/$RUN" || true

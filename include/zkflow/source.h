@@ -83,8 +83,20 @@ int64_t zf_source_end_offset(zf_source_t *src, const char *topic,
                              int32_t partition);
 
 /* Commit stored offsets now and wait for the result. ZF_OK when committed or
- * when nothing was waiting to be committed. */
+ * when nothing was waiting to be committed. Only for use inside a rebalance
+ * handler: elsewhere a rebalance in progress can hold the commit until the
+ * group gives up on this member; use zf_source_commit_start instead. */
 zf_err_t zf_source_commit(zf_source_t *src, char *err, size_t errlen);
+
+/* Start committing the stored offsets without waiting. Keep calling
+ * zf_source_next (which serves rebalances) until zf_source_commit_result
+ * gives the outcome. Never blocks. */
+void zf_source_commit_start(zf_source_t *src);
+
+/* Outcome of the commits started so far: ZF_OK once the last one succeeded
+ * (or had nothing to commit), ZF_EKAFKA with the reason in err if it failed,
+ * or -1 while one is still under way. Never blocks. */
+int zf_source_commit_result(zf_source_t *src, char *err, size_t errlen);
 
 /* Leave the group (revoked handlers run), close and free. Accepts NULL. */
 void zf_source_close(zf_source_t *src);
