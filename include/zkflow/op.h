@@ -1,31 +1,60 @@
 /* Operations: what a script asks ZooKeeper to do, and their validation.
  *
- * An op owns its path and data. Ops are produced by the script module,
- * validated here, and executed by the zk module. */
+ * A record's transform yields an op list: zero ops (skip), one op, or several
+ * ops that are applied atomically (one ZooKeeper multi). Lists own their ops,
+ * ops own their strings. Ops are produced by the script module, validated
+ * here, and executed by the zk module. */
 #ifndef ZKFLOW_OP_H
 #define ZKFLOW_OP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "zkflow/error.h"
 
 typedef enum zf_op_type {
     ZF_OP_UPSERT = 0, /* set; when absent create it, and missing parents */
-    ZF_OP_CREATE,     /* create a persistent node; already there = success */
+    ZF_OP_CREATE,     /* create; already there = success (not sequential) */
     ZF_OP_SET,        /* set the data of an existing node */
-    ZF_OP_DELETE,     /* delete a leaf node; already absent = success */
+    ZF_OP_DELETE,     /* delete; already absent = success */
+    ZF_OP_CHECK,      /* version guard: fails the list unless it matches */
+    ZF_OP_NTYPES
 } zf_op_type_t;
+
+/* Bit of an op type in an allow-list such as zf_script_opts_t.ops. */
+#define ZF_OP_BIT(t) (1u << (t))
+#define ZF_OP_ALL ((1u << ZF_OP_NTYPES) - 1)
+
+typedef enum zf_create_mode {
+    ZF_MODE_PERSISTENT = 0,
+    ZF_MODE_SEQUENTIAL, /* persistent, with a counter appended by ZooKeeper */
+    ZF_MODE_CONTAINER,  /* removed by the server once its last child goes */
+    ZF_MODE_TTL,        /* removed when unmodified for ttl_ms and childless */
+} zf_create_mode_t;
+
+#define ZF_VERSION_ANY (-1)
 
 typedef struct zf_op {
     zf_op_type_t type;
-    char *path;     /* owned, NUL-terminated, validated absolute path */
-    char *data;     /* owned, may be NULL for an empty znode */
+    char *path;        /* owned, NUL-terminated absolute path */
+    char *data;        /* owned, may be NULL: a znode without data */
     size_t datalen;
+    int32_t version;   /* set, delete: expected version or ZF_VERSION_ANY;
+                          check: the version required */
+    zf_create_mode_t mode; /* create only */
+    int64_t ttl_ms;    /* create with ZF_MODE_TTL only; > 0 */
+    int recursive;     /* delete only: also every node below */
 } zf_op_t;
 
+typedef struct zf_oplist {
+    zf_op_t *ops;
+    size_t n;
+    size_t cap;
+} zf_oplist_t;
+
 /* ZooKeeper refuses requests over jute.maxbuffer (1 MiB - 1 by default), and
- * oversized requests have destabilised servers: path plus data of one op must
- * stay under this many bytes, checked before anything is sent. */
+ * oversized requests have destabilised servers: the paths plus data of one
+ * record's ops must stay under this many bytes, checked before sending. */
 #define ZF_OP_MAX_BYTES (1000 * 1000)
 
 /* The op's name as a script writes it ("upsert", ...). Never fails. */
@@ -33,6 +62,12 @@ const char *zf_op_name(zf_op_type_t type);
 
 /* Parse an op name. Returns 0 and sets *out, or -1 for an unknown name. */
 int zf_op_parse_type(const char *name, zf_op_type_t *out);
+
+/* The mode's name as a script writes it ("persistent", ...). Never fails. */
+const char *zf_mode_name(zf_create_mode_t mode);
+
+/* Parse a mode name. Returns 0 and sets *out, or -1 for an unknown name. */
+int zf_mode_parse(const char *name, zf_create_mode_t *out);
 
 /* Check that path[0..len) is a valid absolute znode path: starts with '/',
  * no trailing '/', no empty, "." or ".." component, no control characters,
@@ -43,10 +78,28 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen);
  * root "/" contains everything. Never fails. */
 int zf_path_is_under(const char *path, const char *root);
 
-/* Validate an op against a script's root and the size limit. Returns ZF_OK or
- * ZF_ERECORD with the reason in err. */
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, char *err,
-                        size_t errlen);
+/* Validate one op: a valid path under `root`, a type in the allow-list
+ * `allowed` (ZF_OP_BIT flags), and fields that fit its type (e.g. a check
+ * needs a version, ttl only with mode ttl). Returns ZF_OK or ZF_ERECORD with
+ * the reason in err. */
+zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+                        char *err, size_t errlen);
+
+/* Validate a whole list: every op, plus the byte budget (ZF_OP_MAX_BYTES)
+ * and what a ZooKeeper multi cannot hold (a ttl create in a list of more
+ * than one op). Errors name the op's position ("op 2: ..."). */
+zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
+                            unsigned allowed, char *err, size_t errlen);
+
+/* Append a zeroed op (version ZF_VERSION_ANY) and return it; NULL when out
+ * of memory. */
+zf_op_t *zf_oplist_push(zf_oplist_t *l);
+
+/* Free every op and empty the list (its buffer is kept for reuse). */
+void zf_oplist_clear(zf_oplist_t *l);
+
+/* zf_oplist_clear, then free the buffer; the list may be reused after. */
+void zf_oplist_free(zf_oplist_t *l);
 
 /* Free what the op owns and zero it; accepts a zeroed op. */
 void zf_op_clear(zf_op_t *op);

@@ -1,40 +1,60 @@
-/* Scripts: one LuaJIT state per [script] section, which runs the user's
- * transform on records and turns what it returns into a validated op.
+/* Scripts: one sandbox per [script] section, which runs the user's transform
+ * on records and turns what it returns into a validated op list.
  *
- * A script state is not thread-safe: one thread uses it at a time. */
+ * What a transform may return (see README, "Writing a transform"):
+ *   nil                       skip the record
+ *   path, payload, op         one op (op defaults to "upsert")
+ *   { op = ..., path = ... }  one op table
+ *   { {...}, {...} }          a list of op tables, applied atomically
+ *
+ * A script is not thread-safe: one thread uses it at a time. */
 #ifndef ZKFLOW_SCRIPT_H
 #define ZKFLOW_SCRIPT_H
 
 #include <stddef.h>
 
+#include "zkflow/config.h"
 #include "zkflow/error.h"
 #include "zkflow/op.h"
 #include "zkflow/record.h"
 
 typedef struct zf_script zf_script_t;
 
-/* Load the Lua file `file` (text only, never bytecode) into a new state, run
- * it, and keep the function it returns. `name` labels log lines; `root` is
- * the subtree the script may write. Returns the script, or NULL with
- * "FILE:LINE: message" (or "FILE: message") in err when the file cannot be
- * read, does not compile, raises, or does not return a function. */
-zf_script_t *zf_script_new(const char *name, const char *file,
-                           const char *root, char *err, size_t errlen);
+typedef struct zf_script_opts {
+    const char *root;      /* subtree the script may write; "/" for all */
+    unsigned ops;          /* allowed op types (ZF_OP_BIT flags) */
+    const zf_kv_t *params; /* the script's `params` table, as strings */
+    size_t nparams;
+    int timeout_ms;        /* per-record time limit; 0 = none */
+    int memory_mb;         /* memory limit of the whole state; 0 = none */
+} zf_script_opts_t;
 
-/* Free the state and everything the script owns; accepts NULL. */
+/* Defaults: root "/", every op, no params, 100 ms, 64 MB. */
+extern const zf_script_opts_t zf_script_opts_default;
+
+/* Load the Lua file `file` (text only, never bytecode) into a new sandbox,
+ * run it, and keep the function it returns. `name` labels log lines; opts
+ * is copied. Returns the script, or NULL with "FILE:LINE: message" (or
+ * "FILE: message") in err when the file cannot be read, does not compile,
+ * raises, exceeds a limit, or does not return a function. */
+zf_script_t *zf_script_new(const char *name, const char *file,
+                           const zf_script_opts_t *opts, char *err,
+                           size_t errlen);
+
+/* Free the sandbox and everything the script owns; accepts NULL. */
 void zf_script_destroy(zf_script_t *s);
 
 const char *zf_script_name(const zf_script_t *s);
+const char *zf_script_file(const zf_script_t *s);
 
-/* Call the transform on one record.
- * - ZF_OK with *has_op = 1: *op holds the op to apply (caller owns it and
- *   frees it with zf_op_clear);
- * - ZF_OK with *has_op = 0: the script returned nil, skip the record;
- * - ZF_ERECORD: the script raised, returned something invalid, or the op
- *   failed validation; err holds "FILE:LINE: reason" and *op is untouched.
- * The Lua stack is left as it was found. */
+/* Call the transform on one record and append its ops to `out`, which the
+ * caller provides empty and owns.
+ * - ZF_OK: out holds the ops (none when the record is to be skipped);
+ * - ZF_ERECORD: the script raised, ran out of time or memory, returned
+ *   something invalid, or an op failed validation; err holds
+ *   "FILE:LINE: reason" and out is left empty.
+ * The script's Lua stack is left as it was found. */
 zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
-                             zf_op_t *op, int *has_op, char *err,
-                             size_t errlen);
+                             zf_oplist_t *out, char *err, size_t errlen);
 
 #endif
