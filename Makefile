@@ -2,7 +2,7 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
-PKGS    := rdkafka luajit inih
+PKGS    := rdkafka luajit inih jansson
 # Expanded when a recipe runs, i.e. after `deps` has installed pkg-config and
 # the libraries on a fresh machine.
 DEPS_CFLAGS = $(shell pkg-config --cflags $(PKGS))
@@ -16,7 +16,7 @@ ENGINE_SRCS := $(wildcard engine/*.c)
 LIB_OBJS    := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRCS)))
 UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test unit integration demo bench valgrind clean help
+.PHONY: all deps test unit examples integration demo bench valgrind clean help
 
 all: deps $(BUILD)/zkflow $(BUILD)/zktree
 
@@ -47,7 +47,11 @@ unit: deps $(UNIT_TESTS)
 integration: all
 	tests/integration.sh
 
-test: unit integration
+# Every example transform against its sample records and expected ops.
+examples: all
+	tests/examples.sh
+
+test: unit examples integration
 
 valgrind: deps $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -57,8 +61,12 @@ demo: all
 	scripts/demo.sh
 
 # Never part of `make test`: timing belongs in benchmarks.
-bench: all
+bench: all $(BUILD)/bench_transform
+	$(BUILD)/bench_transform
 	bench/baseline.sh
+
+$(BUILD)/bench_transform: bench/transform.c $(LIB_OBJS) | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) $(LDFLAGS)
 
 clean:
 	rm -rf $(BUILD)

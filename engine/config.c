@@ -56,6 +56,13 @@ static const config_key_t keys[] = {
      "comma-separated Kafka topics routed to this script"},
     {"script", "root", KEY_ZNODE, SCR(root), "/", 0, 0, NULL,
      "the script may only write znodes at or below this path"},
+    {"script", "ops", KEY_STRING, SCR(ops_list),
+     "upsert, create, set, delete, check", 0, 0, NULL,
+     "comma-separated ops the script may return"},
+    {"script", "timeout_ms", KEY_INT, SCR(timeout_ms), "100", 0, 60000, NULL,
+     "time limit of one transform call (0: none)"},
+    {"script", "memory_mb", KEY_INT, SCR(memory_mb), "64", 0, 65536, NULL,
+     "memory limit of the script's Lua state (0: none)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -157,6 +164,7 @@ static void section_begin(parse_t *p, char *header) {
         cfg->scripts = v;
         p->script = &v[cfg->nscripts++];
         memset(p->script, 0, sizeof *p->script);
+        p->script->timeout_ms = p->script->memory_mb = INT_MIN; /* not set */
         p->script->name = strdup(name);
         p->script->line = p->line;
         p->section = "script";
@@ -304,6 +312,37 @@ static int add_kafka(parse_t *p, const char *name, const char *value) {
     return 1;
 }
 
+/* param.NAME = value in a [script]: reaches the script as params.NAME. */
+static int add_param(parse_t *p, const char *name, const char *value) {
+    zf_script_conf_t *sc = p->script;
+    if (!valid_name(name)) {
+        fail(p, p->line, "param.%s: a parameter name is letters, digits, '_', "
+                         "'.' or '-'",
+             name);
+        return 0;
+    }
+    for (size_t i = 0; i < sc->nparams; i++) {
+        if (strcmp(sc->params[i].key, name) == 0) {
+            fail(p, p->line, "param.%s is set twice (first on line %d)", name,
+                 sc->params[i].line);
+            return 0;
+        }
+    }
+    zf_kv_t *v = realloc(sc->params, (sc->nparams + 1) * sizeof *v);
+    if (!v) {
+        fail(p, p->line, "out of memory");
+        return 0;
+    }
+    sc->params = v;
+    zf_kv_t *kv = &v[sc->nparams++];
+    kv->key = strdup(name);
+    kv->value = strdup(value);
+    kv->line = p->line;
+    if (!kv->key || !kv->value)
+        fail(p, p->line, "out of memory");
+    return 1;
+}
+
 static int on_key(void *user, const char *section, const char *name,
                   const char *value) {
     parse_t *p = user;
@@ -319,6 +358,8 @@ static int on_key(void *user, const char *section, const char *name,
     }
     if (strcmp(p->section, "kafka") == 0)
         return add_kafka(p, name, value);
+    if (strcmp(p->section, "script") == 0 && strncmp(name, "param.", 6) == 0)
+        return add_param(p, name + 6, value);
     for (size_t i = 0; i < NKEYS; i++) {
         if (strcmp(keys[i].section, p->section) != 0 ||
             strcmp(keys[i].name, name) != 0)
@@ -394,6 +435,29 @@ static int split_topics(parse_t *p, zf_script_conf_t *sc) {
     return 0;
 }
 
+static void parse_ops(parse_t *p, zf_script_conf_t *sc) {
+    char *copy = strdup(sc->ops_list), *save = NULL;
+    if (!copy) {
+        fail(p, sc->line, "out of memory");
+        return;
+    }
+    sc->ops = 0;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        zf_op_type_t type;
+        t = trim(t);
+        if (zf_op_parse_type(t, &type) != 0) {
+            fail(p, sc->line, "[script %s] ops: unknown op '%s' (expected "
+                              "upsert, create, set, delete, check)",
+                 sc->name, t);
+            break;
+        }
+        sc->ops |= ZF_OP_BIT(type);
+    }
+    free(copy);
+    if (!sc->ops && !p->err_line)
+        fail(p, sc->line, "[script %s] ops lists no op", sc->name);
+}
+
 static int kafka_has(const zf_config_t *cfg, const char *key) {
     for (size_t i = 0; i < cfg->nkafka; i++)
         if (strcmp(cfg->kafka[i].key, key) == 0)
@@ -419,6 +483,8 @@ static void validate(parse_t *p) {
         apply_defaults(p, OWNER_SCRIPT, sc, "script", sc->line);
         if (!p->err_line && split_topics(p, sc) != 0)
             fail(p, sc->line, "out of memory");
+        if (!p->err_line)
+            parse_ops(p, sc);
     }
 }
 
@@ -491,6 +557,12 @@ void zf_config_destroy(zf_config_t *cfg) {
         free(sc->file);
         free(sc->topics);
         free(sc->root);
+        free(sc->ops_list);
+        for (size_t k = 0; k < sc->nparams; k++) {
+            free(sc->params[k].key);
+            free(sc->params[k].value);
+        }
+        free(sc->params);
     }
     free(cfg->scripts);
     free(cfg->zk_connect);
@@ -512,6 +584,7 @@ void zf_config_print_keys(FILE *out) {
     const char *section = "";
     fprintf(out, "[kafka]\n  any librdkafka consumer property, passed on "
                  "unchanged; bootstrap.servers and group.id are required\n");
+    int script_params = 0;
     for (size_t i = 0; i < NKEYS; i++) {
         const config_key_t *k = &keys[i];
         if (strcmp(section, k->section) != 0) {
@@ -521,5 +594,9 @@ void zf_config_print_keys(FILE *out) {
         }
         fprintf(out, "  %-20s %s (%s%s)\n", k->name, k->doc,
                 k->def ? "default " : "required", k->def ? k->def : "");
+        if (strcmp(section, "script") == 0 && !script_params++)
+            fprintf(out, "  %-20s reaches the script as params.NAME (a "
+                         "string)\n",
+                    "param.NAME");
     }
 }

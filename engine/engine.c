@@ -54,8 +54,16 @@ zf_script_t **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
     }
     for (size_t i = 0; i < cfg->nscripts; i++) {
         const zf_script_conf_t *sc = &cfg->scripts[i];
+        const zf_script_opts_t opts = {
+            .root = sc->root,
+            .ops = sc->ops,
+            .params = sc->params,
+            .nparams = sc->nparams,
+            .timeout_ms = sc->timeout_ms,
+            .memory_mb = sc->memory_mb,
+        };
         char why[1024];
-        s[i] = zf_script_new(sc->name, sc->file, sc->root, why, sizeof why);
+        s[i] = zf_script_new(sc->name, sc->file, &opts, why, sizeof why);
         if (!s[i]) {
             snprintf(err, errlen, "%s:%d: [script %s]: %s", cfg->path,
                      sc->file_line, sc->name, why);
@@ -87,10 +95,11 @@ static zf_partition_t *find_part(engine_t *e, const char *topic, int32_t part) {
     return NULL;
 }
 
-/* Hand the applied prefix of a partition to the consumer for commit. */
+/* Hand the applied prefix of a partition to the consumer for commit
+ * (never in a dry run, which commits nothing). */
 static void store_progress(engine_t *e, zf_partition_t *p) {
     zf_partition_release(p);
-    if (p->committable > p->stored &&
+    if (!e->opts.dry_run && p->committable > p->stored &&
         zf_source_store(e->src, p->topic, p->partition, p->committable) ==
             ZF_OK)
         p->stored = p->committable;
@@ -187,6 +196,11 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     fail(e);
 }
 
+/* --dry-run: what a record would do, as a `zkflow test` line on stdout. */
+static void print_ops(int64_t offset, const zf_oplist_t *ops) {
+    printf("{\"offset\":%lld,\"ops\":%zu}\n", (long long)offset, ops->n);
+}
+
 /* Transform one record and queue what it returns. */
 static void take_record(engine_t *e, const zf_record_t *rec) {
     zf_partition_t *p = find_part(e, rec->topic, rec->partition);
@@ -197,16 +211,15 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
     p->next_offset = p->position = rec->offset + 1;
     e->consumed++;
 
-    zf_op_t op;
-    int has_op = 0;
+    zf_oplist_t ops = {0};
     char err[2048];
-    if (zf_script_transform(p->script, rec, &op, &has_op, err, sizeof err) !=
-        ZF_OK) {
+    if (zf_script_transform(p->script, rec, &ops, err, sizeof err) != ZF_OK) {
         zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
                       "without committing it",
                  zf_script_name(p->script), err, rec->topic, rec->partition,
                  (long long)rec->offset);
-        fail(e);
+        zf_oplist_free(&ops);
+        fail(e); /* records before this one are still applied */
         return;
     }
     zf_entry_t *en = zf_partition_push(p, rec->offset);
@@ -214,12 +227,12 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
         zf_error(LOG, "out of memory");
         abort();
     }
-    if (has_op) {
-        en->op = op;
-        en->has_op = 1;
-    } else {
+    en->ops = ops; /* now owned by the entry */
+    if (e->opts.dry_run)
+        print_ops(rec->offset, &en->ops);
+    if (en->ops.n == 0 || e->opts.dry_run) {
         zf_entry_applied(en);
-        e->skipped++;
+        e->skipped += en->ops.n == 0;
     }
     if (!p->paused && p->nentries >= (size_t)e->cfg->max_queued_records) {
         zf_source_pause(e->src, p->topic, p->partition, 1);
@@ -268,7 +281,7 @@ static size_t dispatch(engine_t *e) {
         if (p->nsent > 0)
             continue;
         zf_entry_sent(en);
-        zf_zk_apply(e->zk, &en->op, on_applied, en);
+        zf_zk_apply(e->zk, &en->ops, on_applied, en);
     }
     return waiting;
 }

@@ -1,16 +1,21 @@
-/* zkflow command line: run, check, --help, --version. */
+/* zkflow command line: run, check, test, --help, --version. */
+#include <errno.h>
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <luajit.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zookeeper/zookeeper_version.h>
 
 #include "zkflow/config.h"
 #include "zkflow/engine.h"
 #include "zkflow/error.h"
+#include "zkflow/jsonl.h"
 #include "zkflow/log.h"
+#include "zkflow/op.h"
+#include "zkflow/script.h"
 #include "zkflow/source.h"
 
 #ifndef ZKFLOW_VERSION
@@ -19,24 +24,49 @@
 
 static void usage(FILE *out) {
     fprintf(out,
-        "usage: zkflow run -c FILE [--exit-on-eof] [-v | -q]\n"
+        "usage: zkflow run -c FILE [--exit-on-eof] [--dry-run] [-v | -q]\n"
         "       zkflow check -c FILE\n"
+        "       zkflow test SCRIPT.lua [RECORDS.jsonl] [--expect EXPECTED.jsonl]\n"
+        "                   [--param NAME=VALUE]... [--root PATH]\n"
         "       zkflow --help | --version\n"
         "\n"
         "Streams Kafka records into ZooKeeper through Lua transforms.\n"
         "\n"
         "commands:\n"
         "  run          consume the configured topics and apply each record's\n"
-        "               op to ZooKeeper; offsets are committed only after the\n"
+        "               ops to ZooKeeper; offsets are committed only after the\n"
         "               writes of every earlier record of the partition are\n"
         "               acknowledged (at-least-once)\n"
         "  check        validate the configuration and compile its scripts\n"
+        "  test         run a script, in the same sandbox as the daemon, on\n"
+        "               sample records (JSON lines; stdin when RECORDS is\n"
+        "               absent or -) and print one result line per record:\n"
+        "                 {\"offset\":N,\"ops\":[{\"op\":\"set\",\"path\":...},...]}\n"
+        "                 {\"offset\":N,\"skip\":true}\n"
+        "                 {\"offset\":N,\"error\":\"FILE:LINE: reason\"}\n"
+        "               a record line holds topic, partition, offset,\n"
+        "               timestamp, key, value, headers (all optional; value\n"
+        "               may be a JSON object, used as its JSON text); blank\n"
+        "               lines and # comments are ignored. No Kafka, no\n"
+        "               ZooKeeper.\n"
         "\n"
         "options:\n"
         "  -c, --config FILE  configuration file (INI)\n"
         "  --exit-on-eof      exit once every assigned partition has been\n"
         "                     consumed up to the end it had when assigned,\n"
         "                     applied and committed\n"
+        "  --dry-run          (run) consume and print each record's ops as\n"
+        "                     JSON lines (the zkflow test format) instead of\n"
+        "                     writing them; commits nothing\n"
+        "  --expect FILE      (test) compare the results with FILE line by\n"
+        "                     line, as JSON (key order and spacing do not\n"
+        "                     matter; nor do they inside JSON payloads); print\n"
+        "                     each difference and a summary instead of the\n"
+        "                     results\n"
+        "  --param NAME=VALUE (test) set params.NAME for the script, like\n"
+        "                     param.NAME in a [script] section; repeatable\n"
+        "  --root PATH        (test) the subtree the script may write, like\n"
+        "                     root in a [script] section (default /)\n"
         "  -v, --verbose      debug logging;  -q, --quiet  warnings and errors\n"
         "  -h, --help         this text;  -V, --version  versions\n"
         "\n"
@@ -44,6 +74,9 @@ static void usage(FILE *out) {
         "\n"
         "exit status: 0 done; 1 runtime failure (a record failed, ZooKeeper\n"
         "or Kafka unusable); 2 bad command line, configuration or script.\n"
+        "test: 0 every record transformed (with --expect: everything\n"
+        "matched); 1 a record failed (with --expect: a difference); 2 bad\n"
+        "command line, a script that does not load, or a malformed line.\n"
         "\n"
         "configuration keys:\n");
     zf_config_print_keys(out);
@@ -82,10 +115,286 @@ static int cmd_check(zf_config_t *cfg) {
     return ZF_EXIT_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * zkflow test */
+
+typedef struct test_args {
+    const char *script;
+    const char *records; /* NULL or "-": stdin */
+    const char *expect;  /* NULL: print the results */
+    const char *root;
+    zf_kv_t *params;     /* keys and values point into argv */
+    size_t nparams;
+} test_args_t;
+
+/* One line of the expected file. */
+typedef struct expected {
+    char *text; /* without its newline */
+    int line;   /* line number in the file */
+} expected_t;
+
+/* Read a line into *buf without its "\n" or "\r\n". Returns its length,
+ * or -1 at the end of the file or on a read error (see ferror). */
+static ssize_t read_line(FILE *fp, char **buf, size_t *cap) {
+    ssize_t n = getline(buf, cap, fp);
+    if (n < 0)
+        return -1;
+    if (n > 0 && (*buf)[n - 1] == '\n')
+        (*buf)[--n] = '\0';
+    if (n > 0 && (*buf)[n - 1] == '\r')
+        (*buf)[--n] = '\0';
+    return n;
+}
+
+static void free_expected(expected_t *e, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        free(e[i].text);
+    free(e);
+}
+
+/* Read the expected results, skipping blank and comment lines; each line
+ * must be JSON. Returns ZF_EXIT_OK or ZF_EXIT_USAGE after printing
+ * "FILE:LINE: message". */
+static int read_expected(const char *path, expected_t **out, size_t *nout) {
+    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    const char *name = fp == stdin ? "<stdin>" : path;
+    if (!fp) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return ZF_EXIT_USAGE;
+    }
+    expected_t *e = NULL;
+    size_t n = 0, cap = 0, bufcap = 0;
+    char *buf = NULL, err[512];
+    int lineno = 0, status = ZF_EXIT_OK;
+    ssize_t len;
+    while ((len = read_line(fp, &buf, &bufcap)) >= 0) {
+        lineno++;
+        if (zf_jsonl_is_blank(buf, (size_t)len))
+            continue;
+        if (strlen(buf) != (size_t)len) {
+            fprintf(stderr, "%s:%d: the line contains a NUL byte\n", name,
+                    lineno);
+            status = ZF_EXIT_USAGE;
+            break;
+        }
+        /* Compared with itself, a line fails only when it is not JSON. */
+        if (zf_jsonl_equal(buf, buf, err, sizeof err) < 0) {
+            fprintf(stderr, "%s:%d: %s\n", name, lineno, err);
+            status = ZF_EXIT_USAGE;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            expected_t *ne = realloc(e, cap * sizeof *e);
+            if (!ne) {
+                fprintf(stderr, "%s: out of memory\n", name);
+                status = ZF_EXIT_FAILURE;
+                break;
+            }
+            e = ne;
+        }
+        e[n].line = lineno;
+        if (!(e[n].text = strdup(buf))) {
+            fprintf(stderr, "%s: out of memory\n", name);
+            status = ZF_EXIT_FAILURE;
+            break;
+        }
+        n++;
+    }
+    if (status == ZF_EXIT_OK && ferror(fp)) {
+        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
+        status = ZF_EXIT_USAGE;
+    }
+    free(buf);
+    if (fp != stdin)
+        fclose(fp);
+    if (status != ZF_EXIT_OK) {
+        free_expected(e, n);
+        return status;
+    }
+    *out = e;
+    *nout = n;
+    return ZF_EXIT_OK;
+}
+
+/* A label for the script's log lines: its file name without ".lua". */
+static void script_label(const char *file, char *out, size_t outlen) {
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    size_t n = strlen(base);
+    if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
+        n -= 4;
+    snprintf(out, outlen, "%.*s", (int)n, base);
+}
+
+/* `zkflow test`: see usage(). Returns an exit status. */
+static int cmd_test(const test_args_t *a) {
+    zf_script_opts_t opts = zf_script_opts_default;
+    if (a->root)
+        opts.root = a->root;
+    opts.params = a->params;
+    opts.nparams = a->nparams;
+
+    char err[4096], label[256];
+    script_label(a->script, label, sizeof label);
+    zf_script_t *s = zf_script_new(label, a->script, &opts, err, sizeof err);
+    if (!s) {
+        fprintf(stderr, "%s\n", err);
+        return ZF_EXIT_USAGE;
+    }
+    expected_t *exp = NULL;
+    size_t nexp = 0;
+    if (a->expect) {
+        int st = read_expected(a->expect, &exp, &nexp);
+        if (st != ZF_EXIT_OK) {
+            zf_script_destroy(s);
+            return st;
+        }
+    }
+    int from_stdin = !a->records || strcmp(a->records, "-") == 0;
+    const char *name = from_stdin ? "<stdin>" : a->records;
+    FILE *fp = from_stdin ? stdin : fopen(a->records, "r");
+    if (!fp) {
+        fprintf(stderr, "%s: cannot open: %s\n", a->records, strerror(errno));
+        free_expected(exp, nexp);
+        zf_script_destroy(s);
+        return ZF_EXIT_USAGE;
+    }
+
+    int status = ZF_EXIT_OK;
+    size_t nrec = 0, failed = 0, matched = 0, differed = 0, bufcap = 0;
+    char *buf = NULL;
+    int lineno = 0;
+    ssize_t len;
+    zf_oplist_t ops = {0};
+    while ((len = read_line(fp, &buf, &bufcap)) >= 0) {
+        lineno++;
+        zf_jsonl_record_t *r;
+        zf_err_t rc = zf_jsonl_parse_record(buf, (size_t)len, (int64_t)nrec,
+                                            &r, err, sizeof err);
+        if (rc != ZF_OK) {
+            fprintf(stderr, "%s:%d: %s\n", name, lineno, err);
+            status = rc == ZF_ERECORD ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
+            break;
+        }
+        if (!r)
+            continue; /* blank or comment */
+        rc = zf_script_transform(s, &r->rec, &ops, err, sizeof err);
+        if (rc != ZF_OK)
+            failed++;
+        char *out = zf_jsonl_format_result(r->rec.offset, &ops,
+                                           rc == ZF_OK ? NULL : err);
+        zf_oplist_clear(&ops);
+        zf_jsonl_record_free(r);
+        if (!out) {
+            fprintf(stderr, "%s:%d: out of memory\n", name, lineno);
+            status = ZF_EXIT_FAILURE;
+            break;
+        }
+        if (!a->expect) {
+            /* One line at a time, so results appear as records are typed. */
+            printf("%s\n", out);
+            fflush(stdout);
+        } else if (nrec < nexp &&
+                   zf_jsonl_equal(out, exp[nrec].text, err, sizeof err) == 1) {
+            matched++;
+        } else {
+            differed++;
+            printf("line %zu: expected %s\n", nrec + 1,
+                   nrec < nexp ? exp[nrec].text : "nothing (no more lines)");
+            printf("line %zu: actual   %s\n", nrec + 1, out);
+        }
+        free(out);
+        nrec++;
+    }
+    if (status == ZF_EXIT_OK && ferror(fp)) {
+        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
+        status = ZF_EXIT_USAGE;
+    }
+    if (status == ZF_EXIT_OK && a->expect) {
+        for (size_t i = nrec; i < nexp; i++) {
+            printf("line %zu: expected %s\n", i + 1, exp[i].text);
+            printf("line %zu: actual   nothing (no more records)\n", i + 1);
+        }
+        if (nexp != nrec)
+            printf("expected %zu result(s), got %zu\n", nexp, nrec);
+        printf("%zu records: %zu matched, %zu differed\n", nrec, matched,
+               differed);
+        if (differed || nexp != nrec)
+            status = ZF_EXIT_FAILURE;
+    } else if (status == ZF_EXIT_OK && failed) {
+        status = ZF_EXIT_FAILURE;
+    }
+    zf_oplist_free(&ops);
+    free(buf);
+    if (fp != stdin)
+        fclose(fp);
+    free_expected(exp, nexp);
+    zf_script_destroy(s);
+    return status;
+}
+
+/* Add --param NAME=VALUE to a->params, splitting `arg` in place.
+ * Returns 0, or -1 after printing what is wrong. */
+static int add_param(test_args_t *a, char *arg) {
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+        fprintf(stderr, "zkflow: --param %s: expected NAME=VALUE\n", arg);
+        return -1;
+    }
+    *eq = '\0';
+    for (size_t i = 0; i < a->nparams; i++) {
+        if (strcmp(a->params[i].key, arg) == 0) {
+            fprintf(stderr, "zkflow: --param %s given twice\n", arg);
+            return -1;
+        }
+    }
+    zf_kv_t *p = realloc(a->params, (a->nparams + 1) * sizeof *p);
+    if (!p) {
+        fprintf(stderr, "zkflow: out of memory\n");
+        return -1;
+    }
+    a->params = p;
+    p[a->nparams++] = (zf_kv_t){.key = arg, .value = eq + 1, .line = 0};
+    return 0;
+}
+
+/* Check the command line of `zkflow test`. Returns NULL when it is fine,
+ * else what is wrong. */
+static const char *test_usage_error(const test_args_t *a, int npos) {
+    static char why[256];
+    char err[200];
+    if (npos < 1)
+        return "test: missing SCRIPT";
+    if (npos > 2)
+        return "test: unexpected argument";
+    if (a->root && zf_path_check(a->root, strlen(a->root), err,
+                                 sizeof err) != ZF_OK) {
+        snprintf(why, sizeof why, "--root %s: %s", a->root, err);
+        return why;
+    }
+    if (a->expect && strcmp(a->expect, "-") == 0 &&
+        (!a->records || strcmp(a->records, "-") == 0))
+        return "test: records and --expect cannot both be read from stdin";
+    return NULL;
+}
+
+enum {
+    OPT_EXIT_ON_EOF = 'e',
+    OPT_DRY_RUN = 256,
+    OPT_EXPECT,
+    OPT_PARAM,
+    OPT_ROOT,
+};
+
 int main(int argc, char **argv) {
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'},
-        {"exit-on-eof", no_argument, NULL, 'e'},
+        {"exit-on-eof", no_argument, NULL, OPT_EXIT_ON_EOF},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"expect", required_argument, NULL, OPT_EXPECT},
+        {"param", required_argument, NULL, OPT_PARAM},
+        {"root", required_argument, NULL, OPT_ROOT},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -94,26 +403,82 @@ int main(int argc, char **argv) {
     };
     const char *config = NULL;
     zf_run_opts_t opts = {0};
+    test_args_t targs = {0};
+    /* Options that belong to one command only, for the usage check. */
+    const char *run_only = NULL, *test_only = NULL;
+    int status = ZF_EXIT_USAGE;
     int c;
     while ((c = getopt_long(argc, argv, "c:vqhV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': config = optarg; break;
-        case 'e': opts.exit_on_eof = 1; break;
+        case OPT_EXIT_ON_EOF: opts.exit_on_eof = 1; break;
+        case OPT_DRY_RUN:
+            opts.dry_run = 1;
+            run_only = "--dry-run";
+            break;
+        case OPT_EXPECT:
+            targs.expect = optarg;
+            test_only = "--expect";
+            break;
+        case OPT_PARAM:
+            if (add_param(&targs, optarg) != 0)
+                goto out;
+            test_only = "--param";
+            break;
+        case OPT_ROOT:
+            targs.root = optarg;
+            test_only = "--root";
+            break;
         case 'v': zf_log_set_level(ZF_LOG_DEBUG); break;
         case 'q': zf_log_set_level(ZF_LOG_WARN); break;
-        case 'h': usage(stdout); return ZF_EXIT_OK;
-        case 'V': version(); return ZF_EXIT_OK;
-        default: usage(stderr); return ZF_EXIT_USAGE;
+        case 'h':
+            usage(stdout);
+            status = ZF_EXIT_OK;
+            goto out;
+        case 'V':
+            version();
+            status = ZF_EXIT_OK;
+            goto out;
+        default: usage(stderr); goto out;
         }
     }
     const char *cmd = optind < argc ? argv[optind++] : NULL;
-    if (!cmd || optind != argc || !config ||
-        (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0)) {
-        fprintf(stderr, "zkflow: %s\n",
-                !cmd ? "missing command" : !config ? "missing -c FILE"
-                : optind != argc ? "unexpected argument" : "unknown command");
+    if (cmd && strcmp(cmd, "test") == 0) {
+        const char *why = NULL;
+        int npos = argc - optind;
+        targs.script = npos > 0 ? argv[optind] : NULL;
+        targs.records = npos > 1 ? argv[optind + 1] : NULL;
+        if (config)
+            why = "test takes a script, not -c FILE";
+        else if (run_only || opts.exit_on_eof)
+            why = "--dry-run and --exit-on-eof are options of run";
+        else
+            why = test_usage_error(&targs, npos);
+        if (why) {
+            fprintf(stderr, "zkflow: %s\n", why);
+            usage(stderr);
+            goto out;
+        }
+        status = cmd_test(&targs);
+        goto out;
+    }
+    char why[128] = "";
+    if (!cmd)
+        snprintf(why, sizeof why, "missing command");
+    else if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0)
+        snprintf(why, sizeof why, "unknown command '%s'", cmd);
+    else if (!config)
+        snprintf(why, sizeof why, "missing -c FILE");
+    else if (optind != argc)
+        snprintf(why, sizeof why, "unexpected argument");
+    else if (test_only)
+        snprintf(why, sizeof why, "%s is an option of test", test_only);
+    else if (run_only && strcmp(cmd, "run") != 0)
+        snprintf(why, sizeof why, "%s is an option of run", run_only);
+    if (why[0]) {
+        fprintf(stderr, "zkflow: %s\n", why);
         usage(stderr);
-        return ZF_EXIT_USAGE;
+        goto out;
     }
 
     /* Block the signals the engine takes through its signalfd before any
@@ -126,11 +491,13 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &sigs, NULL);
 
     zf_config_t *cfg;
-    int status = load(config, &cfg);
+    status = load(config, &cfg);
     if (status != ZF_EXIT_OK)
-        return status;
+        goto out;
     status = strcmp(cmd, "check") == 0 ? cmd_check(cfg)
                                         : zf_engine_run(cfg, &opts);
     zf_config_destroy(cfg);
+out:
+    free(targs.params);
     return status;
 }

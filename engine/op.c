@@ -4,27 +4,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const op_names[] = {
-    [ZF_OP_UPSERT] = "upsert",
-    [ZF_OP_CREATE] = "create",
-    [ZF_OP_SET] = "set",
-    [ZF_OP_DELETE] = "delete",
+static const char *const op_names[ZF_OP_NTYPES] = {
+    [ZF_OP_UPSERT] = "upsert", [ZF_OP_CREATE] = "create",
+    [ZF_OP_SET] = "set",       [ZF_OP_DELETE] = "delete",
+    [ZF_OP_CHECK] = "check",
 };
 
+static const char *const mode_names[] = {
+    [ZF_MODE_PERSISTENT] = "persistent",
+    [ZF_MODE_SEQUENTIAL] = "sequential",
+    [ZF_MODE_CONTAINER] = "container",
+    [ZF_MODE_TTL] = "ttl",
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static int find_name(const char *const *names, size_t n, const char *name) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
 const char *zf_op_name(zf_op_type_t type) {
-    if ((size_t)type < sizeof op_names / sizeof op_names[0])
-        return op_names[type];
-    return "?";
+    return (size_t)type < COUNT(op_names) ? op_names[type] : "?";
 }
 
 int zf_op_parse_type(const char *name, zf_op_type_t *out) {
-    for (size_t i = 0; i < sizeof op_names / sizeof op_names[0]; i++) {
-        if (strcmp(name, op_names[i]) == 0) {
-            *out = (zf_op_type_t)i;
-            return 0;
-        }
-    }
-    return -1;
+    int i = find_name(op_names, COUNT(op_names), name);
+    if (i < 0)
+        return -1;
+    *out = (zf_op_type_t)i;
+    return 0;
+}
+
+const char *zf_mode_name(zf_create_mode_t mode) {
+    return (size_t)mode < COUNT(mode_names) ? mode_names[mode] : "?";
+}
+
+int zf_mode_parse(const char *name, zf_create_mode_t *out) {
+    int i = find_name(mode_names, COUNT(mode_names), name);
+    if (i < 0)
+        return -1;
+    *out = (zf_create_mode_t)i;
+    return 0;
 }
 
 zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
@@ -72,8 +95,67 @@ int zf_path_is_under(const char *path, const char *root) {
            (path[rlen] == '\0' || path[rlen] == '/');
 }
 
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, char *err,
-                        size_t errlen) {
+/* Which optional fields each op type takes. */
+static zf_err_t check_fields(const zf_op_t *op, char *err, size_t errlen) {
+    const char *name = zf_op_name(op->type);
+    int takes_version = op->type == ZF_OP_SET || op->type == ZF_OP_DELETE ||
+                        op->type == ZF_OP_CHECK;
+    if (op->version != ZF_VERSION_ANY && !takes_version) {
+        snprintf(err, errlen, "%s takes no version", name);
+        return ZF_ERECORD;
+    }
+    if (op->version < ZF_VERSION_ANY) {
+        snprintf(err, errlen, "version must be 0 or more");
+        return ZF_ERECORD;
+    }
+    if (op->type == ZF_OP_CHECK && op->version == ZF_VERSION_ANY) {
+        snprintf(err, errlen, "check needs a version");
+        return ZF_ERECORD;
+    }
+    if (op->mode != ZF_MODE_PERSISTENT && op->type != ZF_OP_CREATE) {
+        snprintf(err, errlen, "%s takes no mode (only create does)", name);
+        return ZF_ERECORD;
+    }
+    if ((op->mode == ZF_MODE_TTL) != (op->ttl_ms != 0)) {
+        snprintf(err, errlen, op->mode == ZF_MODE_TTL
+                                  ? "mode ttl needs a ttl (milliseconds)"
+                                  : "ttl goes with mode ttl only");
+        return ZF_ERECORD;
+    }
+    if (op->ttl_ms < 0) {
+        snprintf(err, errlen, "ttl must be more than 0 ms");
+        return ZF_ERECORD;
+    }
+    if (op->recursive && op->type != ZF_OP_DELETE) {
+        snprintf(err, errlen, "%s takes no recursive flag", name);
+        return ZF_ERECORD;
+    }
+    if (op->recursive && op->version != ZF_VERSION_ANY) {
+        snprintf(err, errlen, "a recursive delete takes no version");
+        return ZF_ERECORD;
+    }
+    if (op->data && (op->type == ZF_OP_DELETE || op->type == ZF_OP_CHECK)) {
+        snprintf(err, errlen, "%s takes no data", name);
+        return ZF_ERECORD;
+    }
+    return ZF_OK;
+}
+
+zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+                        char *err, size_t errlen) {
+    if ((unsigned)op->type >= ZF_OP_NTYPES) {
+        snprintf(err, errlen, "unknown op");
+        return ZF_ERECORD;
+    }
+    if (!(allowed & ZF_OP_BIT(op->type))) {
+        snprintf(err, errlen, "op %s is not allowed for this script",
+                 zf_op_name(op->type));
+        return ZF_ERECORD;
+    }
+    if (!op->path) {
+        snprintf(err, errlen, "%s needs a path", zf_op_name(op->type));
+        return ZF_ERECORD;
+    }
     size_t plen = strlen(op->path);
     if (zf_path_check(op->path, plen, err, errlen) != ZF_OK)
         return ZF_ERECORD;
@@ -86,18 +168,81 @@ zf_err_t zf_op_validate(const zf_op_t *op, const char *root, char *err,
         snprintf(err, errlen, "cannot delete '/'");
         return ZF_ERECORD;
     }
-    if (plen + op->datalen > ZF_OP_MAX_BYTES) {
+    if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
+        strcmp(op->path, "/") == 0) {
+        snprintf(err, errlen, "a sequential node needs a name prefix");
+        return ZF_ERECORD;
+    }
+    return check_fields(op, err, errlen);
+}
+
+zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
+                            unsigned allowed, char *err, size_t errlen) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        const zf_op_t *op = &l->ops[i];
+        char why[256];
+        if (zf_op_validate(op, root, allowed, why, sizeof why) != ZF_OK) {
+            if (l->n == 1)
+                snprintf(err, errlen, "%s", why);
+            else
+                snprintf(err, errlen, "op %zu: %s", i + 1, why);
+            return ZF_ERECORD;
+        }
+        if ((op->mode == ZF_MODE_TTL || op->mode == ZF_MODE_CONTAINER) &&
+            l->n > 1) {
+            /* The 3.8 C client's zoo_create_op_init has no TTL argument, and
+             * it aborts (deserialize_multi: Assertion `entry') on the result
+             * of a container create inside a multi. */
+            snprintf(err, errlen, "op %zu: a %s node cannot be created in a "
+                                  "list of ops (ZooKeeper's C client cannot "
+                                  "do it in a multi); return it alone",
+                     i + 1, zf_mode_name(op->mode));
+            return ZF_ERECORD;
+        }
+        bytes += strlen(op->path) + op->datalen;
+    }
+    if (bytes > ZF_OP_MAX_BYTES) {
         snprintf(err, errlen,
-                 "payload of %zu bytes is over the limit (%d bytes with the "
-                 "path)",
-                 op->datalen, ZF_OP_MAX_BYTES);
+                 "%zu bytes of paths and data, over the limit of %d bytes per "
+                 "record (ZooKeeper's request limit)",
+                 bytes, ZF_OP_MAX_BYTES);
         return ZF_ERECORD;
     }
     return ZF_OK;
+}
+
+zf_op_t *zf_oplist_push(zf_oplist_t *l) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 4;
+        zf_op_t *v = realloc(l->ops, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        l->ops = v;
+        l->cap = cap;
+    }
+    zf_op_t *op = &l->ops[l->n++];
+    memset(op, 0, sizeof *op);
+    op->version = ZF_VERSION_ANY;
+    return op;
+}
+
+void zf_oplist_clear(zf_oplist_t *l) {
+    for (size_t i = 0; i < l->n; i++)
+        zf_op_clear(&l->ops[i]);
+    l->n = 0;
+}
+
+void zf_oplist_free(zf_oplist_t *l) {
+    zf_oplist_clear(l);
+    free(l->ops);
+    l->ops = NULL;
+    l->cap = 0;
 }
 
 void zf_op_clear(zf_op_t *op) {
     free(op->path);
     free(op->data);
     memset(op, 0, sizeof *op);
+    op->version = ZF_VERSION_ANY;
 }

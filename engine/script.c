@@ -2,67 +2,38 @@
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <lua5.1/lua-cjson.h>
 #include <lua.h>
-#include <lualib.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "zkflow/sandbox.h"
+
 struct zf_script {
-    lua_State *L;
+    zf_sandbox_t *sb;
     char *name;
     char *file;
     char *root;
+    unsigned ops;
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
 };
 
-/* Base functions that reach the file system or load code: never present. */
-static const char *const removed_globals[] = {
-    "dofile", "loadfile", "load", "loadstring", "module", NULL,
+const zf_script_opts_t zf_script_opts_default = {
+    .root = "/",
+    .ops = ZF_OP_ALL,
+    .timeout_ms = 100,
+    .memory_mb = 64,
 };
 
-/* require(name): the only modules a script can load. [-1, +1] */
-static int sandbox_require(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
-    if (strcmp(name, "json") == 0 || strcmp(name, "cjson") == 0) {
-        lua_pushvalue(L, lua_upvalueindex(1));
-        return 1;
-    }
-    return luaL_error(L, "module '%s' is not available to zkflow scripts "
-                         "(available: json)",
-                      name);
-}
-
-/* Build the globals a script sees. [-0, +0] */
-static void sandbox_open(lua_State *L) {
-    static const lua_CFunction libs[] = {luaopen_base, luaopen_string,
-                                         luaopen_table, luaopen_math,
-                                         luaopen_bit};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        lua_pushcfunction(L, libs[i]);
-        lua_call(L, 0, 0);
-    }
-    for (size_t i = 0; removed_globals[i]; i++) {
-        lua_pushnil(L);
-        lua_setglobal(L, removed_globals[i]);
-    }
-    /* string.dump would hand out bytecode, which can be crafted to escape. */
-    lua_getglobal(L, "string");
-    lua_pushnil(L);
-    lua_setfield(L, -2, "dump");
-    lua_pop(L, 1);
-
-    luaopen_cjson(L); /* pushes the module table */
-    lua_pushcclosure(L, sandbox_require, 1);
-    lua_setglobal(L, "require");
-}
-
-/* Message handler for lua_pcall: returns "FILE:LINE: message" where LINE is
- * the innermost line of the script's own chunk. When a tail call removed the
- * script's frame, LINE is where the transform is defined. Upvalue 1 is the
- * chunk name ("@FILE"), upvalue 2 that line (0 while loading). [-1, +1] */
+/* Message handler for the sandbox's pcall: returns "FILE:LINE: message"
+ * where LINE is the innermost line of the script's own chunk. When no frame
+ * of the script is on the stack (a tail call, or an invalid result found
+ * after the transform returned), LINE is where the transform is defined.
+ * Upvalue 1 is the chunk name ("@FILE"), upvalue 2 that line (0 while
+ * loading). [-1, +1] */
 static int on_error(lua_State *L) {
     const char *chunk = lua_tostring(L, lua_upvalueindex(1));
     const char *msg = lua_tostring(L, 1);
@@ -93,10 +64,10 @@ static int on_error(lua_State *L) {
 }
 
 /* Push the error handler for this script. [-0, +1] */
-static void push_handler(zf_script_t *s) {
-    lua_pushfstring(s->L, "@%s", s->file);
-    lua_pushinteger(s->L, s->fn_line);
-    lua_pushcclosure(s->L, on_error, 2);
+static void push_handler(zf_script_t *s, lua_State *L) {
+    lua_pushfstring(L, "@%s", s->file);
+    lua_pushinteger(L, s->fn_line);
+    lua_pushcclosure(L, on_error, 2);
 }
 
 static char *read_file(const char *path, size_t *len, char *err,
@@ -135,36 +106,62 @@ static char *read_file(const char *path, size_t *len, char *err,
     return buf;
 }
 
+/* Set the global `params` from opts. Runs protected. [-0, +0] */
+static int set_params(lua_State *L) {
+    const zf_script_opts_t *o = lua_touserdata(L, 1);
+    lua_createtable(L, 0, (int)o->nparams);
+    for (size_t i = 0; i < o->nparams; i++) {
+        lua_pushstring(L, o->params[i].value);
+        lua_setfield(L, -2, o->params[i].key);
+    }
+    lua_setglobal(L, "params");
+    return 0;
+}
+
 zf_script_t *zf_script_new(const char *name, const char *file,
-                           const char *root, char *err, size_t errlen) {
+                           const zf_script_opts_t *opts, char *err,
+                           size_t errlen) {
     zf_script_t *s = calloc(1, sizeof *s);
     char *src = NULL;
     if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file)) ||
-        !(s->root = strdup(root))) {
+        !(s->root = strdup(opts->root))) {
         snprintf(err, errlen, "%s: out of memory", file);
         goto err;
     }
+    s->ops = opts->ops;
     s->fn_ref = LUA_NOREF;
     size_t len;
     if (!(src = read_file(file, &len, err, errlen)))
         goto err;
-    if (!(s->L = luaL_newstate())) {
-        snprintf(err, errlen, "%s: cannot create a Lua state", file);
+    zf_sandbox_limits_t lim = {
+        .timeout_ms = opts->timeout_ms,
+        .memory_bytes = (size_t)opts->memory_mb << 20,
+    };
+    char why[1024];
+    if (!(s->sb = zf_sandbox_new(name, &lim, why, sizeof why))) {
+        snprintf(err, errlen, "%s: %s", file, why);
         goto err;
     }
-    lua_State *L = s->L;
-    sandbox_open(L);
-
-    push_handler(s);
-    lua_pushfstring(L, "@%s", file);
-    /* Mode "t": text only. Crafted bytecode can break out of any sandbox. */
-    if (luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t") != 0) {
+    lua_State *L = zf_sandbox_lua(s->sb);
+    if (lua_cpcall(L, set_params, (void *)opts) != 0) {
+        snprintf(err, errlen, "%s: %s", file, lua_tostring(L, -1));
+        goto err;
+    }
+    push_handler(s, L);
+    char *chunk = malloc(strlen(file) + 2);
+    if (!chunk) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        goto err;
+    }
+    sprintf(chunk, "@%s", file);
+    int rc = zf_sandbox_load(s->sb, src, len, chunk);
+    free(chunk);
+    if (rc != 0) {
         /* The compiler's message already reads "FILE:LINE: ...". */
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto err;
     }
-    lua_remove(L, -2); /* chunk name */
-    if (lua_pcall(L, 0, 1, -2) != 0) {
+    if (zf_sandbox_pcall(s->sb, 0, 1, -2) != 0) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto err;
     }
@@ -191,8 +188,7 @@ err:
 void zf_script_destroy(zf_script_t *s) {
     if (!s)
         return;
-    if (s->L)
-        lua_close(s->L);
+    zf_sandbox_destroy(s->sb);
     free(s->name);
     free(s->file);
     free(s->root);
@@ -200,6 +196,18 @@ void zf_script_destroy(zf_script_t *s) {
 }
 
 const char *zf_script_name(const zf_script_t *s) { return s->name; }
+const char *zf_script_file(const zf_script_t *s) { return s->file; }
+
+/* ------------------------------------------------------------------------
+ * One record, inside the sandbox's protected call: build the record table,
+ * call the transform, convert what it returned. Everything that allocates
+ * happens here, so running out of memory is an error, never a panic. */
+
+typedef struct call {
+    zf_script_t *s;
+    const zf_record_t *rec;
+    zf_oplist_t *out;
+} call_t;
 
 static void set_lstring(lua_State *L, const char *field, const void *p,
                         size_t len) {
@@ -224,105 +232,215 @@ static void push_record(lua_State *L, const zf_record_t *rec) {
     }
     set_lstring(L, "key", rec->key, rec->key_len);
     set_lstring(L, "value", rec->value, rec->value_len);
-    lua_createtable(L, (int)rec->nheaders, 0);
+    /* headers[i] = {name=, value=} in record order; headers[name] = the
+     * value of the last header of that name. */
+    lua_createtable(L, (int)rec->nheaders, (int)rec->nheaders);
     for (size_t i = 0; i < rec->nheaders; i++) {
+        const zf_header_t *h = &rec->headers[i];
         lua_createtable(L, 0, 2);
-        lua_pushstring(L, rec->headers[i].name);
+        lua_pushstring(L, h->name);
         lua_setfield(L, -2, "name");
-        set_lstring(L, "value", rec->headers[i].value, rec->headers[i].len);
+        set_lstring(L, "value", h->value, h->len);
         lua_rawseti(L, -2, (int)i + 1);
+        if (h->value) {
+            lua_pushlstring(L, h->value, h->len);
+            lua_setfield(L, -2, h->name);
+        }
     }
     lua_setfield(L, -2, "headers");
 }
 
-static char *dup_lstring(const char *p, size_t len) {
+static int invalid(lua_State *L, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Raise "the transform returned an invalid op: ..." (never returns). */
+static int invalid(lua_State *L, const char *fmt, ...) {
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return luaL_error(L, "the transform returned an invalid op: %s", why);
+}
+
+static char *dup_lstring(lua_State *L, const char *p, size_t len) {
     char *s = malloc(len + 1);
-    if (s) {
-        memcpy(s, p, len);
-        s[len] = '\0';
-    }
+    if (!s)
+        luaL_error(L, "out of memory");
+    memcpy(s, p, len);
+    s[len] = '\0';
     return s;
 }
 
-/* Turn the three results at the top of the stack into *op. [-0, +0] */
-static zf_err_t take_results(zf_script_t *s, zf_op_t *op, int *has_op,
-                             char *why, size_t whylen) {
-    lua_State *L = s->L;
-    int base = lua_gettop(L) - 3;
-    if (lua_isnil(L, base + 1)) {
-        *has_op = 0;
-        return ZF_OK;
-    }
-    if (lua_type(L, base + 1) != LUA_TSTRING) {
-        snprintf(why, whylen, "expected path, payload, op or nil; the path "
-                              "is a %s",
-                 luaL_typename(L, base + 1));
-        return ZF_ERECORD;
-    }
-    int dtype = lua_type(L, base + 2);
-    if (dtype != LUA_TNIL && dtype != LUA_TSTRING) {
-        snprintf(why, whylen, "the payload must be a string or nil, not a %s",
-                 luaL_typename(L, base + 2));
-        return ZF_ERECORD;
-    }
-    zf_op_t o = {.type = ZF_OP_UPSERT};
-    if (!lua_isnil(L, base + 3)) {
-        const char *name = lua_type(L, base + 3) == LUA_TSTRING
-                               ? lua_tostring(L, base + 3)
-                               : NULL;
-        if (!name || zf_op_parse_type(name, &o.type) != 0) {
-            snprintf(why, whylen, "unknown op '%s' (expected upsert, create, "
-                                  "set or delete)",
-                     name ? name : luaL_typename(L, base + 3));
-            return ZF_ERECORD;
+/* The string at idx copied into *dst; nil leaves *dst NULL. */
+static void take_string(lua_State *L, int idx, const char *what, char **dst,
+                        size_t *len) {
+    int t = lua_type(L, idx);
+    if (t == LUA_TNIL)
+        return;
+    if (t != LUA_TSTRING)
+        invalid(L, "%s must be a string, not a %s", what, lua_typename(L, t));
+    size_t n;
+    const char *p = lua_tolstring(L, idx, &n);
+    if (strlen(p) != n && strcmp(what, "path") == 0)
+        invalid(L, "path contains a NUL byte");
+    *dst = dup_lstring(L, p, n);
+    if (len)
+        *len = n;
+}
+
+static int64_t take_integer(lua_State *L, int idx, const char *what) {
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        invalid(L, "%s must be a number, not a %s", what,
+                luaL_typename(L, idx));
+    lua_Number v = lua_tonumber(L, idx);
+    if (v != floor(v) || v < -1 || v > 9007199254740992.0)
+        invalid(L, "%s must be a whole number", what);
+    return (int64_t)v;
+}
+
+/* Convert the op table at idx (absolute) into a new op of the list. */
+static void take_op_table(lua_State *L, int idx, zf_oplist_t *out) {
+    zf_op_t *op = zf_oplist_push(out);
+    if (!op)
+        luaL_error(L, "out of memory");
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            invalid(L, "an op table has a %s key (fields are op, path, data, "
+                       "version, mode, ttl, recursive)",
+                    luaL_typename(L, -2));
+        const char *k = lua_tostring(L, -2);
+        if (strcmp(k, "op") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING ||
+                zf_op_parse_type(lua_tostring(L, -1), &op->type) != 0)
+                invalid(L, "unknown op '%s' (expected upsert, create, set, "
+                           "delete or check)",
+                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : luaL_typename(L, -1));
+        } else if (strcmp(k, "path") == 0) {
+            take_string(L, -1, "path", &op->path, NULL);
+        } else if (strcmp(k, "data") == 0) {
+            take_string(L, -1, "data", &op->data, &op->datalen);
+        } else if (strcmp(k, "version") == 0) {
+            int64_t v = take_integer(L, -1, "version");
+            if (v > INT32_MAX)
+                invalid(L, "version is too large");
+            op->version = (int32_t)v;
+        } else if (strcmp(k, "mode") == 0) {
+            if (lua_type(L, -1) != LUA_TSTRING ||
+                zf_mode_parse(lua_tostring(L, -1), &op->mode) != 0)
+                invalid(L, "unknown mode '%s' (expected persistent, "
+                           "sequential, container or ttl)",
+                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                       : luaL_typename(L, -1));
+        } else if (strcmp(k, "ttl") == 0) {
+            op->ttl_ms = take_integer(L, -1, "ttl");
+            if (op->ttl_ms <= 0)
+                invalid(L, "ttl must be more than 0 ms");
+        } else if (strcmp(k, "recursive") == 0) {
+            if (lua_type(L, -1) != LUA_TBOOLEAN)
+                invalid(L, "recursive must be true or false");
+            op->recursive = lua_toboolean(L, -1);
+        } else {
+            invalid(L, "unknown field '%s' in an op table (fields are op, "
+                       "path, data, version, mode, ttl, recursive)",
+                    k);
         }
+        lua_pop(L, 1);
     }
-    size_t plen, dlen = 0;
-    const char *path = lua_tolstring(L, base + 1, &plen);
-    const char *data = dtype == LUA_TSTRING ? lua_tolstring(L, base + 2, &dlen)
-                                            : NULL;
-    if (strlen(path) != plen) {
-        snprintf(why, whylen, "path contains a NUL byte");
-        return ZF_ERECORD;
+    if (!op->path)
+        invalid(L, "an op table needs a path");
+}
+
+/* The results at base+1..base+3 into out. */
+static void take_results(lua_State *L, int base, zf_oplist_t *out) {
+    int t = lua_type(L, base + 1);
+    if (t == LUA_TNIL)
+        return; /* skip */
+    if (t == LUA_TSTRING) { /* path, payload, op */
+        zf_op_t *op = zf_oplist_push(out);
+        if (!op)
+            luaL_error(L, "out of memory");
+        take_string(L, base + 1, "path", &op->path, NULL);
+        if (lua_type(L, base + 2) != LUA_TNIL &&
+            lua_type(L, base + 2) != LUA_TSTRING)
+            invalid(L, "the payload must be a string or nil, not a %s",
+                    luaL_typename(L, base + 2));
+        int ot = lua_type(L, base + 3);
+        if (ot != LUA_TNIL &&
+            (ot != LUA_TSTRING ||
+             zf_op_parse_type(lua_tostring(L, base + 3), &op->type) != 0))
+            invalid(L, "unknown op '%s' (expected upsert, create, set, "
+                       "delete or check)",
+                    ot == LUA_TSTRING ? lua_tostring(L, base + 3)
+                                      : lua_typename(L, ot));
+        if (op->type != ZF_OP_DELETE) /* a delete's payload means nothing */
+            take_string(L, base + 2, "the payload", &op->data, &op->datalen);
+        return;
     }
-    o.path = dup_lstring(path, plen);
-    if (data && o.type != ZF_OP_DELETE) {
-        o.data = dup_lstring(data, dlen);
-        o.datalen = dlen;
+    if (t != LUA_TTABLE)
+        invalid(L, "expected nil, path/payload/op, an op table or a list of "
+                   "op tables; got a %s",
+                luaL_typename(L, base + 1));
+    lua_rawgeti(L, base + 1, 1);
+    int is_list = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!is_list) {
+        lua_pushnil(L);
+        int empty = !lua_next(L, base + 1);
+        if (!empty)
+            lua_pop(L, 2);
+        if (!empty)
+            take_op_table(L, base + 1, out);
+        return; /* {} is an empty list: skip */
     }
-    if (!o.path || (data && o.type != ZF_OP_DELETE && !o.data)) {
-        zf_op_clear(&o);
-        snprintf(why, whylen, "out of memory");
-        return ZF_ERECORD;
+    size_t n = lua_objlen(L, base + 1);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, base + 1, (int)i);
+        if (!lua_istable(L, -1))
+            invalid(L, "item %zu of the list is a %s, not an op table", i,
+                    luaL_typename(L, -1));
+        take_op_table(L, lua_gettop(L), out);
+        lua_pop(L, 1);
     }
-    if (zf_op_validate(&o, s->root, why, whylen) != ZF_OK) {
-        zf_op_clear(&o);
-        return ZF_ERECORD;
-    }
-    *op = o;
-    *has_op = 1;
-    return ZF_OK;
+}
+
+/* The protected body of zf_script_transform. [-1, +0] */
+static int transform(lua_State *L) {
+    call_t *c = lua_touserdata(L, 1);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->fn_ref);
+    push_record(L, c->rec);
+    int base = lua_gettop(L) - 2;
+    lua_call(L, 1, 3);
+    take_results(L, base, c->out);
+    char why[512];
+    if (zf_oplist_validate(c->out, c->s->root, c->s->ops, why, sizeof why) !=
+        ZF_OK)
+        return luaL_error(L, "the transform returned an invalid op: %s", why);
+    return 0;
 }
 
 zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
-                             zf_op_t *op, int *has_op, char *err,
-                             size_t errlen) {
-    lua_State *L = s->L;
+                             zf_oplist_t *out, char *err, size_t errlen) {
+    lua_State *L = zf_sandbox_lua(s->sb);
     int top = lua_gettop(L);
-    push_handler(s);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->fn_ref);
-    push_record(L, rec);
+    call_t c = {s, rec, out};
+    push_handler(s, L);
+    lua_pushcfunction(L, transform);
+    lua_pushlightuserdata(L, &c);
     zf_err_t rc = ZF_OK;
-    if (lua_pcall(L, 1, 3, top + 1) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    int status = zf_sandbox_pcall(s->sb, 1, 0, top + 1);
+    if (status == LUA_ERRMEM) {
+        /* The handler does not run for memory errors: add the location. */
+        snprintf(err, errlen, "%s:%d: %s", s->file, s->fn_line,
+                 lua_tostring(L, -1));
+        zf_oplist_clear(out);
         rc = ZF_ERECORD;
-    } else {
-        char why[512];
-        rc = take_results(s, op, has_op, why, sizeof why);
-        if (rc != ZF_OK)
-            snprintf(err, errlen, "%s:%d: the transform returned an invalid "
-                                  "op: %s",
-                     s->file, s->fn_line, why);
+    } else if (status != 0) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        zf_oplist_clear(out);
+        rc = ZF_ERECORD;
     }
     lua_settop(L, top);
     return rc;

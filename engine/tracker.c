@@ -15,7 +15,7 @@ zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
 }
 
 static void entry_free(zf_entry_t *e) {
-    zf_op_clear(&e->op);
+    zf_oplist_free(&e->ops);
     free(e);
 }
 

@@ -32,21 +32,30 @@ static const zf_record_t rec = {
 
 static zf_script_t *load(const char *text, const char *root) {
     const char *path = write_temp("s.lua", text);
-    zf_script_t *s = zf_script_new("s", path, root, err, sizeof err);
+    zf_script_opts_t opts = zf_script_opts_default;
+    opts.root = root;
+    zf_script_t *s = zf_script_new("s", path, &opts, err, sizeof err);
     if (!s)
         fail_msg("load failed: %s", err);
     return s;
 }
 
-/* Run text on rec; expect an op and return it (caller clears). */
-static zf_op_t run_op(const char *text, const zf_record_t *r) {
+/* Run text on rec; expect an op list (caller frees it). */
+static zf_oplist_t run_ops(const char *text, const zf_record_t *r) {
     zf_script_t *s = load(text, "/");
-    zf_op_t op;
-    int has = -1;
-    if (zf_script_transform(s, r, &op, &has, err, sizeof err) != ZF_OK)
+    zf_oplist_t l = {0};
+    if (zf_script_transform(s, r, &l, err, sizeof err) != ZF_OK)
         fail_msg("transform failed: %s", err);
-    assert_int_equal(has, 1);
     zf_script_destroy(s);
+    return l;
+}
+
+/* Run text on rec; expect exactly one op and return it (caller clears). */
+static zf_op_t run_op(const char *text, const zf_record_t *r) {
+    zf_oplist_t l = run_ops(text, r);
+    assert_int_equal(l.n, 1);
+    zf_op_t op = l.ops[0];
+    free(l.ops);
     return op;
 }
 
@@ -55,11 +64,11 @@ static zf_op_t run_op(const char *text, const zf_record_t *r) {
 static void run_error(const char *text, const char *root, int line,
                       const char *what) {
     zf_script_t *s = load(text, root);
-    zf_op_t op = {0};
-    int has = -1;
-    assert_int_equal(zf_script_transform(s, &rec, &op, &has, err, sizeof err),
+    zf_oplist_t l = {0};
+    assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
                      ZF_ERECORD);
-    assert_null(op.path);
+    assert_int_equal(l.n, 0);
+    zf_oplist_free(&l);
     char prefix[512];
     snprintf(prefix, sizeof prefix, "%s:%d: ", write_temp("s.lua", text),
              line);
@@ -105,14 +114,18 @@ static void test_three_values(void **state) {
 
 static void test_skip(void **state) {
     (void)state;
-    zf_script_t *s = load("return function(r) return nil end", "/");
-    zf_op_t op = {0};
-    int has = -1;
-    assert_int_equal(zf_script_transform(s, &rec, &op, &has, err, sizeof err),
-                     ZF_OK);
-    assert_int_equal(has, 0);
-    assert_null(op.path);
-    zf_script_destroy(s);
+    const char *skips[] = {"return function(r) return nil end",
+                           "return function(r) end",
+                           "return function(r) return {} end"};
+    for (size_t i = 0; i < 3; i++) {
+        zf_script_t *s = load(skips[i], "/");
+        zf_oplist_t l = {0};
+        assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                         ZF_OK);
+        assert_int_equal(l.n, 0);
+        zf_oplist_free(&l);
+        zf_script_destroy(s);
+    }
 }
 
 static void test_record_fields(void **state) {
@@ -154,15 +167,15 @@ static void test_json_and_state(void **state) {
                           "end\n",
                           "/d");
     for (int i = 1; i <= 3; i++) {
-        zf_op_t op;
-        int has;
-        assert_int_equal(
-            zf_script_transform(s, &rec, &op, &has, err, sizeof err), ZF_OK);
-        assert_string_equal(op.path, "/d/d7");
+        zf_oplist_t l = {0};
+        assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                         ZF_OK);
+        assert_int_equal(l.n, 1);
+        assert_string_equal(l.ops[0].path, "/d/d7");
         char want[32];
         snprintf(want, sizeof want, "{\"n\":%d}", i); /* state persists */
-        assert_string_equal(op.data, want);
-        zf_op_clear(&op);
+        assert_string_equal(l.ops[0].data, want);
+        zf_oplist_free(&l);
     }
     zf_script_destroy(s);
 }
@@ -186,7 +199,7 @@ static void test_errors(void **state) {
     run_error("\nreturn function(r) return '/x', 'd', 'remove' end\n", "/", 2,
               "unknown op 'remove'");
     run_error("return function(r) return 42 end\n", "/", 1,
-              "the path is a number");
+              "an op table or a list of op tables; got a number");
     run_error("return function(r) return '/x', {} end\n", "/", 1,
               "payload must be a string or nil, not a table");
     run_error("return function(r) return 'x/y' end\n", "/", 1,
@@ -202,26 +215,27 @@ static void test_errors(void **state) {
 static void test_load_errors(void **state) {
     (void)state;
     const char *path = write_temp("bad.lua", "return function(r)\n  if then\nend\n");
-    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_null(zf_script_new("s", path, &zf_script_opts_default, err, sizeof err));
     char want[512];
     snprintf(want, sizeof want, "%s:2:", path);
     assert_memory_equal(err, want, strlen(want));
 
     path = write_temp("notfn.lua", "return 42\n");
-    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_null(zf_script_new("s", path, &zf_script_opts_default, err, sizeof err));
     assert_non_null(strstr(err, "must return a function, it returned number"));
 
     path = write_temp("raise.lua", "local x = 1\nerror('init failed')\n");
-    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_null(zf_script_new("s", path, &zf_script_opts_default, err, sizeof err));
     snprintf(want, sizeof want, "%s:2: init failed", path);
     assert_string_equal(err, want);
 
-    assert_null(zf_script_new("s", "/nonexistent.lua", "/", err, sizeof err));
+    assert_null(zf_script_new("s", "/nonexistent.lua", &zf_script_opts_default, err,
+                          sizeof err));
     assert_non_null(strstr(err, "/nonexistent.lua: cannot open"));
 
     /* Precompiled bytecode is refused: only source text is loaded. */
     path = write_temp("bc.lua", "\033LJ\002\000return");
-    assert_null(zf_script_new("s", path, "/", err, sizeof err));
+    assert_null(zf_script_new("s", path, &zf_script_opts_default, err, sizeof err));
     assert_non_null(strstr(err, "wrong mode"));
 }
 
@@ -242,6 +256,133 @@ static void test_sandbox(void **state) {
               2, "module 'ffi' is not available");
 }
 
+static void test_op_tables(void **state) {
+    (void)state;
+    zf_oplist_t l = run_ops(
+        "return function(r)\n"
+        "  return { op = 'create', path = '/s/n-', data = 'x',\n"
+        "           mode = 'sequential' }\n"
+        "end\n",
+        &rec);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(l.ops[0].type, ZF_OP_CREATE);
+    assert_int_equal(l.ops[0].mode, ZF_MODE_SEQUENTIAL);
+    assert_string_equal(l.ops[0].path, "/s/n-");
+    assert_string_equal(l.ops[0].data, "x");
+    zf_oplist_free(&l);
+
+    zf_op_t op = run_op("return function(r) return { op = 'create', "
+                        "path = '/t', mode = 'ttl', ttl = 60000 } end",
+                        &rec);
+    assert_int_equal(op.mode, ZF_MODE_TTL);
+    assert_int_equal(op.ttl_ms, 60000);
+    zf_op_clear(&op);
+
+    /* A list: every field, in order; op defaults to upsert. */
+    l = run_ops("return function(r) return {\n"
+                "  { path = '/a', data = 'd' },\n"
+                "  { op = 'set', path = '/b', data = '', version = 4 },\n"
+                "  { op = 'create', path = '/c' },\n"
+                "  { op = 'delete', path = '/d', recursive = true },\n"
+                "  { op = 'check', path = '/e', version = 0 },\n"
+                "  { op = 'create', path = '/f', mode = 'container' },\n"
+                "} end\n",
+                &rec);
+    assert_int_equal(l.n, 6);
+    assert_int_equal(l.ops[0].type, ZF_OP_UPSERT);
+    assert_int_equal(l.ops[1].type, ZF_OP_SET);
+    assert_int_equal(l.ops[1].version, 4);
+    assert_int_equal(l.ops[1].datalen, 0);
+    assert_non_null(l.ops[1].data); /* "" is data, unlike nil */
+    assert_int_equal(l.ops[2].mode, ZF_MODE_PERSISTENT);
+    assert_null(l.ops[2].data);
+    assert_true(l.ops[3].recursive);
+    assert_int_equal(l.ops[4].type, ZF_OP_CHECK);
+    assert_int_equal(l.ops[4].version, 0);
+    assert_int_equal(l.ops[5].mode, ZF_MODE_CONTAINER);
+    zf_oplist_free(&l);
+}
+
+static void test_op_table_errors(void **state) {
+    (void)state;
+    run_error("return function(r) return { path = '/a', colour = 'red' } end",
+              "/", 1, "unknown field 'colour' in an op table");
+    run_error("return function(r) return { op = 'set' } end", "/", 1,
+              "an op table needs a path");
+    run_error("return function(r) return { path = '/a', version = 1.5, "
+              "op = 'set' } end",
+              "/", 1, "version must be a whole number");
+    run_error("return function(r) return { path = '/a', version = 'x', "
+              "op = 'set' } end",
+              "/", 1, "version must be a number, not a string");
+    run_error("return function(r) return { op = 'create', path = '/a', "
+              "mode = 'ephemeral' } end",
+              "/", 1, "unknown mode 'ephemeral'");
+    run_error("return function(r) return { op = 'create', path = '/a', "
+              "mode = 'ttl', ttl = 0 } end",
+              "/", 1, "ttl must be more than 0 ms");
+    run_error("return function(r) return { op = 'delete', path = '/a', "
+              "recursive = 1 } end",
+              "/", 1, "recursive must be true or false");
+    run_error("return function(r) return { path = '/a', data = 5 } end", "/",
+              1, "data must be a string, not a number");
+    run_error("return function(r) return { 'x' } end", "/", 1,
+              "item 1 of the list is a string, not an op table");
+    run_error("return function(r) return { { path = '/a' }, "
+              "{ op = 'check', path = '/b' } } end",
+              "/", 1, "op 2: check needs a version");
+    run_error("return function(r) return { { path = '/a' }, "
+              "{ op = 'create', path = '/t', mode = 'ttl', ttl = 5 } } end",
+              "/", 1, "op 2: a ttl node cannot be created in a list");
+    run_error("return function(r) return { { path = '/ok' }, { path = '/x/y' } } "
+              "end",
+              "/ok", 1, "op 2: path /x/y is outside the script's root /ok");
+    run_error("return function(r)\n"
+              "  local l = {}\n"
+              "  for i = 1, 3 do l[i] = { path = '/b' .. i, data = "
+              "string.rep('x', 400000) } end\n"
+              "  return l\n"
+              "end\n",
+              "/", 1, "over the limit of 1000000 bytes per record");
+}
+
+static void test_headers_lookup(void **state) {
+    (void)state;
+    zf_op_t op = run_op("return function(r) return '/h', "
+                        "r.headers.trace .. tostring(r.headers.empty) .. "
+                        "tostring(r.headers.none) end",
+                        &rec);
+    assert_string_equal(op.data, "t2nilnil"); /* the last one of a name */
+    zf_op_clear(&op);
+}
+
+static void test_params_and_allowed_ops(void **state) {
+    (void)state;
+    const char *path = write_temp("p.lua", "return function(r) return "
+                                           "params.root .. '/' .. r.key, "
+                                           "params.greeting end\n");
+    zf_kv_t params[] = {{"root", "/p", 1}, {"greeting", "hello", 2}};
+    zf_script_opts_t opts = zf_script_opts_default;
+    opts.params = params;
+    opts.nparams = 2;
+    opts.ops = ZF_OP_BIT(ZF_OP_SET);
+    zf_script_t *s = zf_script_new("p", path, &opts, err, sizeof err);
+    assert_non_null(s);
+    zf_oplist_t l = {0};
+    /* The params arrive; the default op (upsert) is not allowed here. */
+    assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                     ZF_ERECORD);
+    assert_non_null(strstr(err, "op upsert is not allowed for this script"));
+    zf_script_destroy(s);
+    opts.ops = ZF_OP_ALL;
+    s = zf_script_new("p", path, &opts, err, sizeof err);
+    assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err), ZF_OK);
+    assert_string_equal(l.ops[0].path, "/p/k1");
+    assert_string_equal(l.ops[0].data, "hello");
+    zf_oplist_free(&l);
+    zf_script_destroy(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_values),
@@ -251,6 +392,10 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_sandbox),
+        cmocka_unit_test(test_op_tables),
+        cmocka_unit_test(test_op_table_errors),
+        cmocka_unit_test(test_headers_lookup),
+        cmocka_unit_test(test_params_and_allowed_ops),
     };
     return cmocka_run_group_tests_name("script", tests, NULL, NULL);
 }

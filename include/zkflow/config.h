@@ -27,6 +27,12 @@ typedef struct zf_script_conf {
     char **topic;   /* parsed list, ntopics entries */
     size_t ntopics;
     char *root;     /* znode subtree the script may write, "/" by default */
+    char *ops_list; /* the ops= key as written */
+    unsigned ops;   /* the same as ZF_OP_BIT flags */
+    int timeout_ms; /* per-record time limit, 0 = none */
+    int memory_mb;  /* memory limit of the script's state, 0 = none */
+    zf_kv_t *params; /* param.NAME = value keys, NAME without "param." */
+    size_t nparams;
 } zf_script_conf_t;
 
 typedef struct zf_config {

@@ -8,6 +8,7 @@
 
 typedef struct zf_run_opts {
     int exit_on_eof; /* stop once every assigned partition is caught up */
+    int dry_run;     /* print each record's ops instead of writing them */
 } zf_run_opts_t;
 
 /* Load every script of cfg in its own state. Returns an array of

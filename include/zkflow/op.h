@@ -86,8 +86,8 @@ zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
                         char *err, size_t errlen);
 
 /* Validate a whole list: every op, plus the byte budget (ZF_OP_MAX_BYTES)
- * and what a ZooKeeper multi cannot hold (a ttl create in a list of more
- * than one op). Errors name the op's position ("op 2: ..."). */
+ * and what a ZooKeeper multi cannot hold (a ttl or container create in a
+ * list of more than one op). Errors name the op's position ("op 2: ..."). */
 zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                             unsigned allowed, char *err, size_t errlen);
 

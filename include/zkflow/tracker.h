@@ -20,8 +20,7 @@ typedef enum zf_entry_state {
 
 typedef struct zf_entry {
     int64_t offset;
-    zf_op_t op;
-    int has_op;
+    zf_oplist_t ops;       /* what the record's transform returned (owned) */
     zf_entry_state_t state;
     struct zf_partition *part;
     struct zf_entry *next;

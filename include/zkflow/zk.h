@@ -5,9 +5,11 @@
  * zf_zk_process(), so `done` callbacks never run on a library thread.
  *
  * Outcomes reported to `done` follow zkflow's op semantics:
- * create of an existing node and delete of an absent node are successes;
- * upsert creates missing parents; connection loss is retried (after a backoff)
- * until the op's outcome is known, so `done` sees only final results. */
+ * create of an existing node (not sequential) and delete of an absent node
+ * are successes; upsert creates missing parents; a recursive delete removes
+ * the subtree; a list of ops is applied atomically (one multi); connection
+ * loss is retried (after a backoff) until the outcome is known, so `done`
+ * sees only final results. */
 #ifndef ZKFLOW_ZK_H
 #define ZKFLOW_ZK_H
 
@@ -40,9 +42,10 @@ int zf_zk_fd(const zf_zk_t *zk);
 /* Milliseconds until a retry is due (0: now), or -1 when none is waiting. */
 int zf_zk_next_timeout_ms(const zf_zk_t *zk);
 
-/* Start applying `op`. The op is borrowed: it must stay valid and unchanged
- * until `done` has been called. Never calls `done` from inside this call. */
-void zf_zk_apply(zf_zk_t *zk, const zf_op_t *op, zf_zk_done_fn *done,
+/* Start applying one record's ops (ops->n >= 1, validated). The list is
+ * borrowed: it must stay valid and unchanged until `done` has been called.
+ * Never calls `done` from inside this call. */
+void zf_zk_apply(zf_zk_t *zk, const zf_oplist_t *ops, zf_zk_done_fn *done,
                  void *ctx);
 
 /* Handle queued completions and session events, resend due retries, and
