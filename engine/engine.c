@@ -11,6 +11,7 @@
 
 #include "zkflow/clock.h"
 #include "zkflow/error.h"
+#include "zkflow/jsonl.h"
 #include "zkflow/log.h"
 #include "zkflow/script.h"
 #include "zkflow/source.h"
@@ -198,7 +199,13 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
 
 /* --dry-run: what a record would do, as a `zkflow test` line on stdout. */
 static void print_ops(int64_t offset, const zf_oplist_t *ops) {
-    printf("{\"offset\":%lld,\"ops\":%zu}\n", (long long)offset, ops->n);
+    char *line = zf_jsonl_format_result(offset, ops, NULL);
+    if (!line) {
+        zf_error(LOG, "out of memory");
+        abort();
+    }
+    puts(line);
+    free(line);
 }
 
 /* Transform one record and queue what it returns. */

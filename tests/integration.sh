@@ -140,6 +140,33 @@ LUA
     expect_tree "$root" "$WORK/expected"
 }
 
+# --dry-run prints each record's ops as zkflow test lines, writes nothing to
+# ZooKeeper and commits nothing: a second dry run sees the same records.
+test_dry_run_writes_and_commits_nothing() {
+    local t=$RUN-dry root=/$RUN/dry
+    topic "$t" 1
+    printf 'a\t1\nskip\t-\nb\t2\n' | produce "$t"
+    cat >"$WORK/dry.lua" <<LUA
+return function(rec)
+  if rec.key == "skip" then return nil end
+  return "$root/" .. rec.key, rec.value
+end
+LUA
+    local cfg run
+    cfg=$(config dry "$RUN-dry" "[script d]" "file = dry.lua" "topics = $t" "root = $root")
+    for run in 1 2; do
+        timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof --dry-run >"$WORK/out" 2>"$WORK/log"
+        expect_exit 0 $? || return 1
+        cat >"$WORK/expected" <<EOF
+{"offset":0,"ops":[{"op":"upsert","path":"$root/a","data":"1"}]}
+{"offset":1,"skip":true}
+{"offset":2,"ops":[{"op":"upsert","path":"$root/b","data":"2"}]}
+EOF
+        diff -u "$WORK/expected" "$WORK/out" || fail "dry run $run printed other lines" || return 1
+    done
+    [ -z "$(tree "$root")" ] || fail "the dry run wrote to ZooKeeper"
+}
+
 # The whole op vocabulary against a real ZooKeeper, in one partition so the
 # order is total: op tables and atomic lists (with parents created inside the
 # multi), create modes (sequential, container, ttl), version guards, recursive
