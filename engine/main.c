@@ -153,9 +153,10 @@ static void free_expected(expected_t *e, size_t n) {
 }
 
 /* Read the expected results, skipping blank and comment lines; each line
- * must be JSON. Returns ZF_EXIT_OK or ZF_EXIT_USAGE after printing
+ * must be JSON. *nlines is the number of lines in the file. Returns ZF_EXIT_OK or ZF_EXIT_USAGE after printing
  * "FILE:LINE: message". */
-static int read_expected(const char *path, expected_t **out, size_t *nout) {
+static int read_expected(const char *path, expected_t **out, size_t *nout,
+                         int *nlines) {
     FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     const char *name = fp == stdin ? "<stdin>" : path;
     if (!fp) {
@@ -214,6 +215,7 @@ static int read_expected(const char *path, expected_t **out, size_t *nout) {
     }
     *out = e;
     *nout = n;
+    *nlines = lineno;
     return ZF_EXIT_OK;
 }
 
@@ -244,8 +246,9 @@ static int cmd_test(const test_args_t *a) {
     }
     expected_t *exp = NULL;
     size_t nexp = 0;
+    int explines = 0;
     if (a->expect) {
-        int st = read_expected(a->expect, &exp, &nexp);
+        int st = read_expected(a->expect, &exp, &nexp, &explines);
         if (st != ZF_EXIT_OK) {
             zf_script_destroy(s);
             return st;
@@ -299,10 +302,14 @@ static int cmd_test(const test_args_t *a) {
                    zf_jsonl_equal(out, exp[nrec].text, err, sizeof err) == 1) {
             matched++;
         } else {
+            /* Line numbers are the expected file's: where the result is, or
+             * where it would go. */
             differed++;
-            printf("line %zu: expected %s\n", nrec + 1,
+            size_t at = nrec < nexp ? (size_t)exp[nrec].line
+                                    : (size_t)explines + nrec - nexp + 1;
+            printf("line %zu: expected %s\n", at,
                    nrec < nexp ? exp[nrec].text : "nothing (no more lines)");
-            printf("line %zu: actual   %s\n", nrec + 1, out);
+            printf("line %zu: actual   %s\n", at, out);
         }
         free(out);
         nrec++;
@@ -313,8 +320,9 @@ static int cmd_test(const test_args_t *a) {
     }
     if (status == ZF_EXIT_OK && a->expect) {
         for (size_t i = nrec; i < nexp; i++) {
-            printf("line %zu: expected %s\n", i + 1, exp[i].text);
-            printf("line %zu: actual   nothing (no more records)\n", i + 1);
+            printf("line %d: expected %s\n", exp[i].line, exp[i].text);
+            printf("line %d: actual   nothing (no more records)\n",
+                   exp[i].line);
         }
         if (nexp != nrec)
             printf("expected %zu result(s), got %zu\n", nexp, nrec);
