@@ -50,6 +50,11 @@ static const config_key_t keys[] = {
     {"engine", "max_queued_records", KEY_INT, CFG(max_queued_records), "1000",
      1, 1000000, NULL,
      "records waiting per partition before it is paused (backpressure)"},
+    {"engine", "batch_max_ops", KEY_INT, CFG(batch_max_ops), "100", 1, 10000,
+     NULL, "ops of consecutive records sent together as one ZooKeeper multi"},
+    {"engine", "batch_max_bytes", KEY_INT, CFG(batch_max_bytes), "512000",
+     1024, 1000000, NULL,
+     "bytes of paths and data per multi (ZooKeeper's limit is 1 MiB)"},
     {"script", "file", KEY_FILE, SCR(file), NULL, 0, 0, NULL,
      "the Lua transform; relative paths start at the config file's directory"},
     {"script", "topics", KEY_STRING, SCR(topics), NULL, 0, 0, NULL,
@@ -512,6 +517,7 @@ zf_err_t zf_config_load(const char *path, zf_config_t **out, char *err,
     cfg->zk_session_timeout_ms = INT_MIN; /* INT_MIN marks "not set" */
     cfg->zk_connect_timeout_ms = INT_MIN;
     cfg->max_queued_records = INT_MIN;
+    cfg->batch_max_ops = cfg->batch_max_bytes = INT_MIN;
 
     p.fp = fopen(path, "r");
     if (!p.fp) {

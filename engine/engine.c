@@ -36,6 +36,8 @@ typedef struct engine {
     int64_t commit_since; /* final commit under way since then (ms), or 0 */
     int status;         /* exit status so far */
     int kafka_pending;  /* the consumer may hold more records right now */
+    zf_zk_item_t *batch; /* room for one batch (batch_cap records) */
+    size_t batch_cap;
     uint64_t consumed, applied, skipped;
 } engine_t;
 
@@ -186,6 +188,10 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
         e->applied++;
         return;
     }
+    if (rc == ZF_EAGAIN) {
+        zf_entry_failed(en); /* back in the queue, behind the refused one */
+        return;
+    }
     zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
                   "without committing it",
              zf_script_name(p->script), why, p->topic, p->partition,
@@ -271,9 +277,18 @@ static void take_records(engine_t *e) {
     e->kafka_pending = 1; /* stopped early: the wake-up pipe may stay quiet */
 }
 
-/* Send the next record of every idle partition. One record per partition is
- * in flight at a time: upsert may take several round trips, and a later
- * write must not overtake it. Returns how many records wait to be sent. */
+static size_t oplist_bytes(const zf_oplist_t *l) {
+    size_t n = 0;
+    for (size_t i = 0; i < l->n; i++)
+        n += strlen(l->ops[i].path) + l->ops[i].datalen;
+    return n;
+}
+
+/* Send the next batch of every idle partition: the ops of its consecutive
+ * queued records, up to batch_max_ops and batch_max_bytes, as one multi.
+ * One batch per partition is in flight at a time, so a batch that must be
+ * rewritten and sent again can never be overtaken by a later one.
+ * Returns how many records wait to be sent. */
 static size_t dispatch(engine_t *e) {
     size_t waiting = 0;
     for (size_t i = 0; i < e->nparts; i++) {
@@ -287,8 +302,23 @@ static size_t dispatch(engine_t *e) {
         waiting++;
         if (p->nsent > 0)
             continue;
-        zf_entry_sent(en);
-        zf_zk_apply(e->zk, &en->ops, on_applied, en);
+        size_t n = 0, ops = 0, bytes = 0;
+        for (; en && n < e->batch_cap; en = en->next) {
+            if (en->state != ZF_ENTRY_QUEUED)
+                continue; /* a skipped record: nothing to send */
+            int alone = !zf_zk_batchable(&en->ops);
+            size_t b = oplist_bytes(&en->ops);
+            if (n > 0 && (alone || ops + en->ops.n > (size_t)e->cfg->batch_max_ops ||
+                          bytes + b > (size_t)e->cfg->batch_max_bytes))
+                break;
+            e->batch[n++] = (zf_zk_item_t){&en->ops, en};
+            ops += en->ops.n;
+            bytes += b;
+            zf_entry_sent(en);
+            if (alone)
+                break;
+        }
+        zf_zk_apply(e->zk, e->batch, n, on_applied);
     }
     return waiting;
 }
@@ -443,6 +473,12 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         return ZF_EXIT_FAILURE;
     }
     int status = ZF_EXIT_USAGE;
+    /* A batch holds at most batch_max_ops records (each has an op). */
+    e.batch_cap = (size_t)cfg->batch_max_ops;
+    if (!(e.batch = calloc(e.batch_cap, sizeof *e.batch))) {
+        zf_error(LOG, "out of memory");
+        goto out;
+    }
     if (!(e.scripts = zf_engine_scripts_load(cfg, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         goto out;
@@ -479,6 +515,7 @@ out:
     free(e.parts);
     zf_zk_destroy(e.zk);
     zf_engine_scripts_free(cfg, e.scripts);
+    free(e.batch);
     close(e.sigfd);
     return status;
 }

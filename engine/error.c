@@ -9,6 +9,7 @@ const char *zf_strerror(zf_err_t err) {
     case ZF_EKAFKA: return "Kafka failure";
     case ZF_ESYS: return "system call failed";
     case ZF_ENOMEM: return "out of memory";
+    case ZF_EAGAIN: return "not attempted";
     }
     return "unknown error";
 }

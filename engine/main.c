@@ -153,8 +153,8 @@ static void free_expected(expected_t *e, size_t n) {
 }
 
 /* Read the expected results, skipping blank and comment lines; each line
- * must be JSON. *nlines is the number of lines in the file. Returns ZF_EXIT_OK or ZF_EXIT_USAGE after printing
- * "FILE:LINE: message". */
+ * must be JSON. *nlines is the number of lines in the file. Returns
+ * ZF_EXIT_OK, or another status after printing "FILE:LINE: message". */
 static int read_expected(const char *path, expected_t **out, size_t *nout,
                          int *nlines) {
     FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
@@ -429,8 +429,10 @@ int main(int argc, char **argv) {
             test_only = "--expect";
             break;
         case OPT_PARAM:
-            if (add_param(&targs, optarg) != 0)
+            if (add_param(&targs, optarg) != 0) {
+                usage(stderr);
                 goto out;
+            }
             test_only = "--param";
             break;
         case OPT_ROOT:

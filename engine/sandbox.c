@@ -1,45 +1,502 @@
+/* Sandbox: the environment a transform sees, and its time and memory limits.
+ *
+ * How the limits work (the contract is in sandbox.h):
+ *
+ * - Memory: the state is created with lua_newstate() and a counting
+ *   allocator (possible because Debian's LuaJIT is a GC64 build). Inside
+ *   zf_sandbox_pcall an allocation that would take the state past the limit
+ *   is refused, and LuaJIT raises "not enough memory". Outside it (setup,
+ *   loading, whatever the host pushes between calls) nothing is refused: a
+ *   refusal there would make LuaJIT panic, and that memory is the host's.
+ *   LuaJIT has no emergency collection, and its collector only starts a
+ *   cycle at twice the live size, so a script whose live data is over half
+ *   the limit would be refused while garbage is still around. The allocator
+ *   therefore asks for a full collection (through the hook, the one place
+ *   where the collector may run) when the state passes a trigger 3/4 of
+ *   the way from the live size to the limit.
+ *
+ * - Time: a count hook every HOOK_COUNT VM instructions compares a
+ *   monotonic clock with the call's deadline. Count hooks never fire inside
+ *   JIT-compiled traces, so a limited state runs with the JIT off. In
+ *   LuaJIT the hook belongs to the whole state (global_State), not to one
+ *   coroutine, so coroutines are covered too.
+ *
+ * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
+ *   returns: the hook runs on every instruction and raises the limit's
+ *   error each time, so pcall, xpcall or coroutine.resume inside the script
+ *   gain at most one instruction. zf_sandbox_pcall then reports the limit
+ *   whatever the call's own outcome, and repairs the state (hook back to
+ *   normal; after a memory kill, a full collection).
+ *
+ * The hook is installed or changed with lua_sethook(), which rewrites
+ * LuaJIT's dispatch table, so it is never called per record: the normal
+ * hook is set once, and only a kill or a collection request changes it.
+ * lua_sethook() is also called from inside the allocator; LuaJIT's own
+ * profiler changes the dispatch table from a signal handler at arbitrary
+ * points in the same way, and with the JIT off nothing is being recorded. */
 #include "zkflow/sandbox.h"
 
 #include <lauxlib.h>
 #include <lua5.1/lua-cjson.h>
+#include <luajit.h>
 #include <lualib.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-/* First slice: the environment without limits yet. */
+#include "zkflow/clock.h"
+#include "zkflow/log.h"
+
+/* VM instructions between two clock checks. A check costs one
+ * clock_gettime (~30 ns); 1000 instructions of interpreted Lua take a few
+ * microseconds, so checks cost ~1% and a runaway loop is noticed within
+ * microseconds of its deadline (bench/transform.c measures this). */
+#define HOOK_COUNT 1000
+
+/* After a memory kill, allocations may go this far past the limit, so that
+ * raising and formatting the error itself does not fail. */
+#define KILL_SLACK_BYTES (1024 * 1024)
+
+/* log(): lines per second per sandbox. */
+#define LOG_LINES_PER_SEC 10
+/* log(): longest message kept; zf_log lines are cut at 4 KB anyway. */
+#define LOG_MAX_BYTES 2000
+
+typedef enum kill_reason { KILL_NONE = 0, KILL_TIME, KILL_MEMORY } kill_t;
+
+typedef enum hook_mode {
+    HOOK_OFF,    /* no hook (no time limit) */
+    HOOK_NORMAL, /* every HOOK_COUNT instructions (time limit) */
+    HOOK_HOT,    /* every instruction: killed, or a collection is due */
+} hook_mode_t;
 
 struct zf_sandbox {
     lua_State *L;
     char *name;
     zf_sandbox_limits_t lim;
+    int limited;         /* either limit set: JIT off, checks on */
+
+    /* Memory: bytes the state holds, counted by the allocator. */
+    size_t used;
+    size_t gc_trigger;   /* full collection when used passes this */
+    int gc_wanted;       /* the allocator asked the hook to collect */
+
+    /* The current call. */
+    int depth;           /* zf_sandbox_pcall nesting; limits apply if > 0 */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC */
+    kill_t killed;
+    hook_mode_t hook;
+
+    char time_msg[64];   /* "time limit of N ms exceeded" */
+    char mem_msg[64];    /* "memory limit of N MB exceeded" */
+
+    /* log() rate limit: a fixed one-second window. */
+    int64_t log_window_ms;
+    unsigned log_lines;
+    unsigned long log_dropped;
 };
 
-static const char *const removed_globals[] = {
-    "dofile", "loadfile", "load", "loadstring", "module", NULL,
+static inline int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- hook --------------------------------------------------------------- */
+
+static void sandbox_hook(lua_State *L, lua_Debug *ar);
+
+/* Install the hook in `mode` unless it is already there. Never fails. */
+static void set_hook(zf_sandbox_t *sb, hook_mode_t mode) {
+    if (sb->hook == mode)
+        return;
+    sb->hook = mode;
+    if (mode == HOOK_OFF)
+        lua_sethook(sb->L, NULL, 0, 0);
+    else
+        lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT,
+                    mode == HOOK_HOT ? 1 : HOOK_COUNT);
+}
+
+/* The hook when no kill or collection is pending. */
+static hook_mode_t resting_hook(const zf_sandbox_t *sb) {
+    return sb->lim.timeout_ms > 0 ? HOOK_NORMAL : HOOK_OFF;
+}
+
+/* Set the next collection trigger from what is live now: 3/4 of the way
+ * to the limit (the last quarter is room for what one instruction may
+ * allocate before the hook runs), but at least 1/16 of the limit away, so
+ * that a script whose data grows towards the limit causes a few collections
+ * rather than one per shrinking step. */
+static void update_gc_trigger(zf_sandbox_t *sb) {
+    size_t limit = sb->lim.memory_bytes;
+    if (!limit) {
+        sb->gc_trigger = SIZE_MAX;
+        return;
+    }
+    size_t room = sb->used < limit ? limit - sb->used : 0;
+    size_t gap = room / 4 * 3 > limit / 16 ? room / 4 * 3 : limit / 16;
+    sb->gc_trigger = gap < room ? sb->used + gap : limit;
+}
+
+static zf_sandbox_t *sandbox_of(lua_State *L) {
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* Count hook: enforces a kill, runs a requested collection, and checks the
+ * deadline. Runs inside the script's call, so it may raise. */
+static void sandbox_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    zf_sandbox_t *sb = sandbox_of(L);
+    if (sb->depth == 0) /* Lua run by the host outside zf_sandbox_pcall */
+        return;
+    if (!sb->killed && sb->gc_wanted) {
+        sb->gc_wanted = 0;
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        update_gc_trigger(sb);
+        set_hook(sb, resting_hook(sb));
+    }
+    if (!sb->killed && sb->lim.timeout_ms > 0 && now_ns() >= sb->deadline_ns)
+        sb->killed = KILL_TIME;
+    if (!sb->killed)
+        return;
+    /* From now on every instruction raises again: see the top comment. */
+    set_hook(sb, HOOK_HOT);
+    lua_pushstring(L, sb->killed == KILL_TIME ? sb->time_msg : sb->mem_msg);
+    lua_error(L);
+}
+
+/* ---- allocator ---------------------------------------------------------- */
+
+/* lua_Alloc that counts the state's bytes and, inside a call, refuses to
+ * pass the memory limit. Shrinking and freeing never fail. */
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    zf_sandbox_t *sb = ud;
+    if (!ptr)
+        osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        sb->used -= osize;
+        return NULL;
+    }
+    if (nsize > osize && sb->depth > 0 && sb->lim.memory_bytes) {
+        size_t grow = nsize - osize;
+        size_t cap = sb->lim.memory_bytes;
+        if (sb->killed == KILL_MEMORY)
+            cap += KILL_SLACK_BYTES;
+        if (grow > cap || sb->used > cap - grow) {
+            if (!sb->killed)
+                sb->killed = KILL_MEMORY;
+            set_hook(sb, HOOK_HOT);
+            return NULL; /* LuaJIT raises "not enough memory" */
+        }
+        if (sb->used + grow > sb->gc_trigger && !sb->gc_wanted) {
+            sb->gc_wanted = 1;
+            set_hook(sb, HOOK_HOT);
+        }
+    }
+    void *p = realloc(ptr, nsize);
+    if (p)
+        sb->used = sb->used - osize + nsize;
+    return p;
+}
+
+/* ---- log(...) ------------------------------------------------------------ */
+
+/* Append s[0..len) to buf (size LOG_MAX_BYTES + 1, *n used) with control
+ * characters escaped, so one call is one log line that cannot forge
+ * others. Returns 0 once the buffer is full. */
+static int log_append(char *buf, size_t *n, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[4];
+        size_t k = 0;
+        if (c == '\n') {
+            esc[k++] = '\\';
+            esc[k++] = 'n';
+        } else if (c == '\t' || (c >= 0x20 && c != 0x7f)) {
+            esc[k++] = (char)c;
+        } else {
+            esc[k++] = '\\';
+            esc[k++] = 'x';
+            esc[k++] = hex[c >> 4];
+            esc[k++] = hex[c & 15];
+        }
+        if (*n + k > LOG_MAX_BYTES)
+            return 0;
+        memcpy(buf + *n, esc, k);
+        *n += k;
+    }
+    return 1;
+}
+
+static void log_report_dropped(zf_sandbox_t *sb) {
+    if (sb->log_dropped)
+        zf_log(ZF_LOG_WARN, "script",
+               "%s: %lu log line(s) dropped (limit %d per second)", sb->name,
+               sb->log_dropped, LOG_LINES_PER_SEC);
+    sb->log_dropped = 0;
+}
+
+/* log(...): tostring each argument, join with spaces, write one INFO line.
+ * At most LOG_LINES_PER_SEC lines per second; the rest are counted and
+ * reported in one line when logging resumes. Upvalue 1: the sandbox,
+ * upvalue 2: the original tostring. [-0, +0] */
+static int sandbox_log(lua_State *L) {
+    zf_sandbox_t *sb = lua_touserdata(L, lua_upvalueindex(1));
+    int64_t now = zf_now_ms();
+    if (now - sb->log_window_ms >= 1000) {
+        sb->log_window_ms = now;
+        sb->log_lines = 0;
+        log_report_dropped(sb);
+    }
+    if (sb->log_lines >= LOG_LINES_PER_SEC) {
+        sb->log_dropped++; /* arguments not even converted: stays cheap */
+        return 0;
+    }
+    sb->log_lines++;
+    char buf[LOG_MAX_BYTES + 4];
+    size_t n = 0;
+    int nargs = lua_gettop(L), room = 1;
+    for (int i = 1; i <= nargs && room; i++) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1);
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        if (!s)
+            return luaL_error(L, "'tostring' must return a string to 'log'");
+        room = (i == 1 || log_append(buf, &n, " ", 1)) &&
+               log_append(buf, &n, s, len);
+        lua_pop(L, 1);
+    }
+    if (!room) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    zf_log(ZF_LOG_INFO, "script", "%s: %s", sb->name, buf);
+    return 0;
+}
+
+/* ---- os.date ------------------------------------------------------------ */
+
+/* Conversions strftime is given, one at a time: C99's, and the E and O
+ * modifiers where C99 allows them (the list Lua 5.3 uses). Anything else is
+ * an error rather than whatever the C library makes of it. */
+static const char *const date_convs[] = {
+    "a", "A", "b", "B", "c", "C", "d", "D", "e", "F", "g", "G", "h",
+    "H", "I", "j", "m", "M", "n", "p", "r", "R", "S", "t", "T", "u",
+    "U", "V", "w", "W", "x", "X", "y", "Y", "z", "Z", "%", "Ec", "EC",
+    "Ex", "EX", "Ey", "EY", "Od", "Oe", "OH", "OI", "Om", "OM", "OS", "Ou",
+    "OU", "OV", "Ow", "OW", "Oy", NULL,
 };
 
-/* require(name): the only modules a script can load. [-1, +1] */
+static void set_date_field(lua_State *L, const char *k, int v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* os.date([format [, time]]) as in Lua 5.1, but thread-safe (gmtime_r,
+ * localtime_r), with invalid conversion specifiers and times that cannot be
+ * represented raising errors. [-0, +1] */
+static int sandbox_os_date(lua_State *L) {
+    const char *fmt = luaL_optstring(L, 1, "%c");
+    time_t t;
+    if (lua_isnoneornil(L, 2)) {
+        t = time(NULL);
+    } else {
+        lua_Number x = luaL_checknumber(L, 2);
+        /* Outside this range converting to time_t is undefined. */
+        if (!(x > -1e15 && x < 1e15))
+            return luaL_argerror(L, 2, "time out of range");
+        t = (time_t)x;
+    }
+    int utc = *fmt == '!';
+    if (utc)
+        fmt++;
+    struct tm tm;
+    if (!(utc ? gmtime_r(&t, &tm) : localtime_r(&t, &tm)))
+        return luaL_argerror(L, 2, "time out of range");
+    if (strcmp(fmt, "*t") == 0) {
+        lua_createtable(L, 0, 9);
+        set_date_field(L, "sec", tm.tm_sec);
+        set_date_field(L, "min", tm.tm_min);
+        set_date_field(L, "hour", tm.tm_hour);
+        set_date_field(L, "day", tm.tm_mday);
+        set_date_field(L, "month", tm.tm_mon + 1);
+        set_date_field(L, "year", tm.tm_year + 1900);
+        set_date_field(L, "wday", tm.tm_wday + 1);
+        set_date_field(L, "yday", tm.tm_yday + 1);
+        lua_pushboolean(L, tm.tm_isdst);
+        lua_setfield(L, -2, "isdst");
+        return 1;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (const char *p = fmt; *p; p++) {
+        if (*p != '%') {
+            luaL_addchar(&b, *p);
+            continue;
+        }
+        size_t len = 0;
+        for (size_t i = 0; date_convs[i]; i++) {
+            size_t k = strlen(date_convs[i]);
+            if (strncmp(p + 1, date_convs[i], k) == 0) {
+                len = k;
+                break;
+            }
+        }
+        if (!len) {
+            char conv[3] = {p[1], '\0', '\0'};
+            if ((p[1] == 'E' || p[1] == 'O') && p[2])
+                conv[1] = p[2];
+            return luaL_argerror(
+                L, 1,
+                lua_pushfstring(L, "invalid conversion specifier '%%%s'",
+                                conv));
+        }
+        char spec[4] = "%", out[256];
+        memcpy(spec + 1, p + 1, len);
+        spec[len + 1] = '\0';
+        luaL_addlstring(&b, out, strftime(out, sizeof out, spec, &tm));
+        p += len;
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ---- require and the zk module ----------------------------------------- */
+
+/* The zk module: constructors for op tables, in the format the script
+ * module reads (engine/script.c). They check argument types only; paths,
+ * modes and versions are validated with the op (engine/op.c). Library
+ * functions are captured as locals, so a script that replaces globals does
+ * not change how ops are built. */
+static const char zk_module_src[] =
+    "local type, error = type, error\n"
+    "local function arg(fn, name, v, want, optional)\n"
+    "  if type(v) ~= want and not (optional and v == nil) then\n"
+    "    error('zk.' .. fn .. ': ' .. name .. ' must be a ' .. want ..\n"
+    "          (optional and ' or nil' or '') .. ', not ' .. type(v), 3)\n"
+    "  end\n"
+    "end\n"
+    "local zk = {}\n"
+    "function zk.upsert(path, data)\n"
+    "  arg('upsert', 'path', path, 'string')\n"
+    "  arg('upsert', 'data', data, 'string', true)\n"
+    "  return { op = 'upsert', path = path, data = data }\n"
+    "end\n"
+    "function zk.set(path, data, version)\n"
+    "  arg('set', 'path', path, 'string')\n"
+    "  arg('set', 'data', data, 'string', true)\n"
+    "  arg('set', 'version', version, 'number', true)\n"
+    "  return { op = 'set', path = path, data = data, version = version }\n"
+    "end\n"
+    "function zk.create(path, data, opts)\n"
+    "  arg('create', 'path', path, 'string')\n"
+    "  arg('create', 'data', data, 'string', true)\n"
+    "  arg('create', 'opts', opts, 'table', true)\n"
+    "  local op = { op = 'create', path = path, data = data }\n"
+    "  if opts then op.mode, op.ttl = opts.mode, opts.ttl end\n"
+    "  return op\n"
+    "end\n"
+    "function zk.delete(path, opts)\n"
+    "  arg('delete', 'path', path, 'string')\n"
+    "  arg('delete', 'opts', opts, 'table', true)\n"
+    "  local op = { op = 'delete', path = path }\n"
+    "  if opts then op.version, op.recursive = opts.version, opts.recursive "
+    "end\n"
+    "  return op\n"
+    "end\n"
+    "function zk.check(path, version)\n"
+    "  arg('check', 'path', path, 'string')\n"
+    "  arg('check', 'version', version, 'number')\n"
+    "  return { op = 'check', path = path, version = version }\n"
+    "end\n"
+    "return zk\n";
+
+/* require(name): "json" (alias "cjson") and "zk", nothing else. Upvalue 1:
+ * the json module, upvalue 2: the zk module. [-1, +1] */
 static int sandbox_require(lua_State *L) {
     const char *name = luaL_checkstring(L, 1);
     if (strcmp(name, "json") == 0 || strcmp(name, "cjson") == 0) {
         lua_pushvalue(L, lua_upvalueindex(1));
         return 1;
     }
+    if (strcmp(name, "zk") == 0) {
+        lua_pushvalue(L, lua_upvalueindex(2));
+        return 1;
+    }
     return luaL_error(L, "module '%s' is not available to zkflow scripts "
-                         "(available: json)",
+                         "(available: json, zk)",
                       name);
 }
 
-/* Build the globals a script sees. [-0, +0] */
+/* ---- setup -------------------------------------------------------------- */
+
+/* Base library entries a script does not get: they load code (dofile,
+ * loadfile, load, loadstring, module), reach other functions' environments
+ * (getfenv, setfenv), control or observe the collector (collectgarbage,
+ * gcinfo), or make userdata with __gc, which would run outside any call
+ * (newproxy). require and print are replaced below. */
+static const char *const removed_globals[] = {
+    "dofile", "loadfile", "load",    "loadstring",    "module", "getfenv",
+    "setfenv", "gcinfo",  "newproxy", "collectgarbage", "jit",   NULL,
+};
+
+/* Call a luaopen_* function, dropping what it returns. [-0, +0] */
+static void open_lib(lua_State *L, lua_CFunction open) {
+    lua_pushcfunction(L, open);
+    lua_call(L, 0, 0);
+}
+
+/* Build the globals a script sees. Runs under lua_cpcall, so allocation
+ * failures are errors, not panics. The argument is the sandbox. [-0, +0] */
 static int open_env(lua_State *L) {
-    static const lua_CFunction libs[] = {luaopen_base, luaopen_string,
-                                         luaopen_table, luaopen_math,
-                                         luaopen_bit};
-    for (size_t i = 0; i < sizeof libs / sizeof libs[0]; i++) {
-        lua_pushcfunction(L, libs[i]);
-        lua_call(L, 0, 0);
+    zf_sandbox_t *sb = lua_touserdata(L, 1);
+    open_lib(L, luaopen_base); /* also coroutine */
+    open_lib(L, luaopen_string);
+    open_lib(L, luaopen_table);
+    open_lib(L, luaopen_math);
+    open_lib(L, luaopen_bit);
+    /* The JIT only starts once its library is opened. A limited state keeps
+     * it off: count hooks do not fire inside compiled traces. */
+    if (sb->limited)
+        luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    else
+        open_lib(L, luaopen_jit);
+
+    /* os: time, date, clock only. */
+    lua_pushcfunction(L, luaopen_os);
+    lua_call(L, 0, 1);
+    lua_createtable(L, 0, 3);
+    lua_getfield(L, -2, "time");
+    lua_setfield(L, -2, "time");
+    lua_getfield(L, -2, "clock");
+    lua_setfield(L, -2, "clock");
+    lua_pushcfunction(L, sandbox_os_date);
+    lua_setfield(L, -2, "date");
+    lua_setglobal(L, "os");
+    lua_pop(L, 1);
+
+    /* The libraries register themselves in the registry's _LOADED too; the
+     * registry is out of a script's reach, but leave nothing there. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "os");
+        lua_pushnil(L);
+        lua_setfield(L, -2, "jit");
     }
+    lua_pop(L, 1);
+
     for (size_t i = 0; removed_globals[i]; i++) {
         lua_pushnil(L);
         lua_setglobal(L, removed_globals[i]);
@@ -48,11 +505,33 @@ static int open_env(lua_State *L) {
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
-    luaopen_cjson(L);
-    lua_pushcclosure(L, sandbox_require, 1);
+
+    /* log, and print as its alias: stdout is not the script's. */
+    lua_pushlightuserdata(L, sb);
+    lua_getglobal(L, "tostring");
+    lua_pushcclosure(L, sandbox_log, 2);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, "log");
+    lua_setglobal(L, "print");
+
+    /* require: json and zk, each loaded once. */
+    lua_pushcfunction(L, luaopen_cjson);
+    lua_call(L, 0, 1);
+    /* With the buffer not kept, a json.encode that fails on memory leaks
+     * its malloc'ed buffer; keep cjson's default (kept) for good. */
+    lua_pushnil(L);
+    lua_setfield(L, -2, "encode_keep_buffer");
+    if (luaL_loadbuffer(L, zk_module_src, sizeof zk_module_src - 1, "=zk"))
+        return lua_error(L);
+    lua_call(L, 0, 1);
+    lua_pushcclosure(L, sandbox_require, 2);
     lua_setglobal(L, "require");
+
+    lua_gc(L, LUA_GCCOLLECT, 0);
     return 0;
 }
+
+/* ---- public ------------------------------------------------------------- */
 
 zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
                              char *err, size_t errlen) {
@@ -63,23 +542,50 @@ zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
         return NULL;
     }
     sb->lim = *lim;
-    if (!(sb->L = luaL_newstate())) {
-        snprintf(err, errlen, "cannot create a Lua state");
+    if (sb->lim.timeout_ms < 0)
+        sb->lim.timeout_ms = 0;
+    sb->limited = sb->lim.timeout_ms > 0 || sb->lim.memory_bytes > 0;
+    sb->gc_trigger = SIZE_MAX;
+    sb->hook = HOOK_OFF;
+    sb->log_window_ms = INT64_MIN / 2;
+    snprintf(sb->time_msg, sizeof sb->time_msg, "time limit of %d ms exceeded",
+             sb->lim.timeout_ms);
+    snprintf(sb->mem_msg, sizeof sb->mem_msg, "memory limit of %g MB exceeded",
+             (double)sb->lim.memory_bytes / (1024 * 1024));
+
+    /* Only a GC64 LuaJIT accepts an allocator of ours on x86-64; others
+     * return NULL here, as does a failed allocation. */
+    if (!(sb->L = lua_newstate(sandbox_alloc, sb))) {
+        snprintf(err, errlen,
+                 "cannot create a Lua state with zkflow's allocator (out of "
+                 "memory, or a LuaJIT built without GC64)");
         zf_sandbox_destroy(sb);
         return NULL;
     }
-    if (lua_cpcall(sb->L, open_env, NULL) != 0) {
+    if (lua_cpcall(sb->L, open_env, sb) != 0) {
         snprintf(err, errlen, "cannot set up the sandbox: %s",
                  lua_tostring(sb->L, -1));
         zf_sandbox_destroy(sb);
         return NULL;
     }
+    if (sb->lim.memory_bytes && sb->used >= sb->lim.memory_bytes) {
+        snprintf(err, errlen,
+                 "memory limit of %g MB is below what the sandbox itself "
+                 "needs (%zu KB)",
+                 (double)sb->lim.memory_bytes / (1024 * 1024),
+                 sb->used / 1024);
+        zf_sandbox_destroy(sb);
+        return NULL;
+    }
+    update_gc_trigger(sb);
+    set_hook(sb, resting_hook(sb));
     return sb;
 }
 
 void zf_sandbox_destroy(zf_sandbox_t *sb) {
     if (!sb)
         return;
+    log_report_dropped(sb);
     if (sb->L)
         lua_close(sb->L);
     free(sb->name);
@@ -94,6 +600,86 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
     return luaL_loadbufferx(sb->L, src, len, chunkname, "t");
 }
 
+/* lua_gc(COLLECT) for lua_cpcall. [-0, +0] */
+static int collect(lua_State *L) {
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return 0;
+}
+
+/* Push the error for a limit: `msg` passed through the message handler at
+ * `errfunc` (0 for none), as lua_pcall would have. The handler is the
+ * host's; it runs with the limits off. [-0, +1] */
+static void push_limit_error(lua_State *L, const char *msg, int errfunc) {
+    if (errfunc) {
+        lua_pushvalue(L, errfunc);
+        lua_pushstring(L, msg);
+        if (lua_pcall(L, 1, 1, 0) == 0 && lua_isstring(L, -1))
+            return;
+        lua_pop(L, 1);
+    }
+    lua_pushstring(L, msg);
+}
+
+/* After a killed call: make the outcome the limit's error, whatever the
+ * script did with it, and put the state back in order. `base` is the stack
+ * top below the called function, `errfunc` the handler's absolute index or
+ * 0. Returns the status to report. */
+static int finish_kill(zf_sandbox_t *sb, int status, int base, int errfunc) {
+    lua_State *L = sb->L;
+    kill_t why = sb->killed;
+    if (why == KILL_MEMORY) {
+        /* As lua_pcall does for LUA_ERRMEM: the bare message, no handler.
+         * The script may have caught the first "not enough memory" and been
+         * stopped by the hook later; it makes no difference to the caller. */
+        lua_settop(L, base);
+        lua_pushstring(L, sb->mem_msg);
+    } else {
+        /* Keep the handler's version ("FILE:LINE: ...") when the hook's
+         * error reached it. When the script swallowed it and returned at
+         * once, or the handler itself failed, make one. */
+        const char *got = status != 0 ? lua_tostring(L, -1) : NULL;
+        if (!got || !strstr(got, sb->time_msg)) {
+            lua_settop(L, base);
+            push_limit_error(L, sb->time_msg, errfunc);
+        }
+    }
+    sb->killed = KILL_NONE;
+    sb->gc_wanted = 0;
+    set_hook(sb, resting_hook(sb));
+    if (why == KILL_MEMORY) {
+        /* Free what the script left behind now, not in the next call. */
+        if (lua_cpcall(L, collect, NULL) != 0)
+            lua_pop(L, 1);
+        update_gc_trigger(sb);
+    }
+    return why == KILL_MEMORY ? LUA_ERRMEM : LUA_ERRRUN;
+}
+
 int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
-    return lua_pcall(sb->L, nargs, nresults, errfunc);
+    lua_State *L = sb->L;
+    if (!sb->limited)
+        return lua_pcall(L, nargs, nresults, errfunc);
+    if (sb->depth > 0) {
+        /* Nested (a C function inside a call calls back): the outer call's
+         * deadline and kill apply; the outer call reports them. */
+        sb->depth++;
+        int status = lua_pcall(L, nargs, nresults, errfunc);
+        sb->depth--;
+        return status;
+    }
+    int base = lua_gettop(L) - nargs - 1;
+    if (errfunc < 0)
+        errfunc = lua_gettop(L) + errfunc + 1;
+    if (sb->lim.timeout_ms > 0)
+        sb->deadline_ns = now_ns() + (int64_t)sb->lim.timeout_ms * 1000000;
+    sb->depth = 1;
+    int status = lua_pcall(L, nargs, nresults, errfunc);
+    sb->depth = 0;
+    if (sb->killed)
+        return finish_kill(sb, status, base, errfunc);
+    if (sb->gc_wanted) { /* asked for, but no instruction ran after */
+        sb->gc_wanted = 0;
+        set_hook(sb, resting_hook(sb));
+    }
+    return status;
 }

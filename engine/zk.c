@@ -14,42 +14,53 @@
 #include "zkflow/clock.h"
 #include "zkflow/log.h"
 
-/* Rounds of a record lost to concurrent writers before giving up. */
-#define MAX_ROUNDS 32
+/* Rounds of a batch lost to other writers before a record is given up. */
+#define MAX_ROUNDS 64
 #define RETRY_MIN_MS 50
 #define RETRY_MAX_MS 2000
 /* How often the client may look the server names up again (DNS changes). */
 #define RESOLVE_DELAY_MS 30000
+/* Paths remembered as existing, to plan upserts without asking. */
+#define KNOWN_MAX 200000
 
-/* A record's ops go one of two ways:
- * - one plain op (upsert, set, create, delete) is sent as that call, so an
- *   upsert of a new node costs two round trips whatever its depth;
- * - a list, a check, or a recursive delete becomes a plan of multi ops, sent
- *   as one zoo_amulti; when the multi fails on an op whose failure zkflow's
- *   semantics turn into success (create of an existing node, delete of an
- *   absent one, upsert of an absent node), the plan is rewritten and sent
- *   again. A multi is all or nothing, so the record stays atomic. */
+/* How a batch is applied.
+ *
+ * The ops of a batch's records become a plan of multi ops. zkflow's op
+ * semantics (upsert creates what is missing, create of an existing node and
+ * delete of an absent one succeed) depend on what exists, so planning uses
+ * what is known: paths this session saw exist (`known`), what earlier ops of
+ * the same batch do, and, for the rest, one round of pipelined `exists`
+ * probes (STEP_PROBE). The plan is sent as one multi (STEP_MULTI). If another
+ * writer changed the tree meanwhile and the multi fails on an op whose
+ * failure the semantics turn into success, the plan is rewritten and sent
+ * again; a multi is all or nothing, so nothing was half applied. A record
+ * whose op fails for real is cut out: the records before it are sent again
+ * alone, it is reported refused, the ones after it not attempted.
+ *
+ * Two kinds of record go alone, outside batches: a ttl or container create
+ * (the 3.8 C client cannot do those inside a multi: STEP_CREATE), and a
+ * recursive delete, whose subtree is listed first (STEP_LIST). */
 
 typedef enum step {
-    STEP_SET,     /* set data; for upsert, absent leads to STEP_PARENTS */
-    STEP_CREATE,
-    STEP_DELETE,
-    STEP_PARENTS, /* create each missing ancestor, then the node itself */
-    STEP_LIST,    /* listing subtrees of recursive deletes */
-    STEP_MULTI,   /* the plan, as one multi */
+    STEP_CREATE, /* one ttl or container create, as a plain call */
+    STEP_LIST,   /* listing the subtrees of recursive deletes */
+    STEP_PROBE,  /* asking whether paths the plan needs exist */
+    STEP_MULTI,  /* the plan, as one multi */
 } step_t;
 
 typedef enum plan_flag {
     PLAN_EXISTS_OK = 1, /* create: NODEEXISTS means done, drop it */
     PLAN_ABSENT_OK = 2, /* delete: NONODE means done, drop it */
-    PLAN_UPSERT = 4,    /* set that becomes creates when the node is absent */
-    PLAN_RECURSIVE = 8, /* delete whose subtree must be listed first */
+    PLAN_UPSERT = 4,    /* set, or create when absent: the node's own op */
+    PLAN_RECURSIVE = 8, /* delete whose subtree is listed first */
+    PLAN_PARENT = 16,   /* create of an ancestor for an upsert: no data */
 } plan_flag_t;
 
 typedef struct plan_op {
     zf_op_type_t type; /* create, set, delete or check */
     char *path;        /* owned */
-    const zf_op_t *src; /* the script's op: data, version, mode, ttl */
+    const zf_op_t *src; /* the script's op: data, version, mode */
+    size_t item;       /* which record of the batch it belongs to */
     int flags;
     int depth;         /* listed descendants: depth below the deleted node */
 } plan_op_t;
@@ -59,24 +70,37 @@ typedef struct plan {
     size_t n, cap;
 } plan_t;
 
+/* Existence of a path as far as planning knows. */
+typedef enum known { UNKNOWN = 0, EXISTS, ABSENT } known_t;
+
+typedef struct probe {
+    char *path;
+    known_t state;
+} probe_t;
+
 typedef struct req {
     struct zf_zk *zk;
-    const zf_oplist_t *ops;
+    const zf_zk_item_t *items; /* copied array, owned */
+    size_t nitems;
     zf_zk_done_fn *done;
-    void *ctx;
     step_t step;
-    int pending;    /* calls of this step still to complete */
-    int first_err;  /* PARENTS, LIST: first unexpected result */
-    int sync_err;   /* a call of this step failed before it was sent */
-    int rounds;     /* rounds lost to concurrent writers */
-    int retries;    /* consecutive connection-loss retries */
-    int64_t due_ms; /* when waiting for a retry */
+    int pending;     /* calls of this step still to complete */
+    int first_err;   /* LIST, PROBE: first unexpected result */
+    int sync_err;    /* a call of this step failed before it was sent */
+    int rounds;      /* rounds lost to concurrent writers */
+    int planned;     /* the plan is built: send it as it is */
+    int retries;     /* consecutive connection-loss retries */
+    int64_t due_ms;  /* when waiting for a retry */
     struct req *next_retry;
-    plan_t plan;                /* STEP_LIST, STEP_MULTI */
-    zoo_op_t *zops;             /* STEP_MULTI: the multi being sent */
+    plan_t plan;
+    probe_t *probes; /* answers of STEP_PROBE, and what still needs asking */
+    size_t nprobes, capprobes;
+    size_t failed_item; /* nitems, or the record cut out of the batch */
+    int failed_rc;
+    char failed_what[512];
+    zoo_op_t *zops;  /* STEP_MULTI: the multi being sent */
     zoo_op_result_t *results;
-    char (*names)[1024];        /* created names (sequential nodes) */
-    size_t failed_at;           /* STEP_MULTI: index of the failing op */
+    char (*names)[512]; /* created names (sequential nodes) */
 } req_t;
 
 /* A listing's completion, carrying the children's names across threads. */
@@ -88,17 +112,30 @@ typedef struct listing {
     int count;
 } listing_t;
 
+/* An exists probe's completion. */
+typedef struct asked {
+    req_t *req;
+    size_t probe; /* index into req->probes */
+} asked_t;
+
 /* What the library threads hand over: a completion, or a session event. */
 typedef struct event {
     req_t *req;         /* NULL for a session state change */
     int rc;             /* completion code, or the new state */
     listing_t *listing; /* STEP_LIST completions */
+    asked_t *asked;     /* STEP_PROBE completions */
 } event_t;
 
 typedef struct queue {
     event_t *v;
     size_t n, cap;
 } queue_t;
+
+/* A set of paths (open addressing, tombstones on removal). */
+typedef struct pathset {
+    char **slot; /* NULL empty, TOMBSTONE removed, else an owned path */
+    size_t cap, used, live;
+} pathset_t;
 
 struct zf_zk {
     zhandle_t *zh;
@@ -110,8 +147,9 @@ struct zf_zk {
     int connected;
     int fatal;
     char fatal_msg[256];
-    size_t inflight;
-    req_t *retries; /* waiting for their due time, unsorted */
+    size_t inflight;  /* records applied and not yet reported */
+    req_t *retries;   /* waiting for their due time, unsorted */
+    pathset_t known;  /* paths seen to exist in this session */
 };
 
 /* The client's lines look like
@@ -177,7 +215,8 @@ static void zk_log(const char *message) {
 }
 
 /* Runs on a library thread: queue and wake. Must never block for long. */
-static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing) {
+static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
+                 asked_t *asked) {
     pthread_mutex_lock(&zk->lock);
     queue_t *q = &zk->incoming;
     if (q->n == q->cap) {
@@ -191,7 +230,7 @@ static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing) {
         q->v = v;
         q->cap = cap;
     }
-    q->v[q->n++] = (event_t){req, rc, listing};
+    q->v[q->n++] = (event_t){req, rc, listing, asked};
     pthread_mutex_unlock(&zk->lock);
     uint64_t one = 1;
     ssize_t w = write(zk->efd, &one, sizeof one);
@@ -200,12 +239,7 @@ static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing) {
 
 static void on_void(int rc, const void *data) {
     req_t *r = (req_t *)data;
-    post(r->zk, r, rc, NULL);
-}
-
-static void on_stat(int rc, const struct Stat *stat, const void *data) {
-    (void)stat;
-    on_void(rc, data);
+    post(r->zk, r, rc, NULL, NULL);
 }
 
 static void on_string(int rc, const char *value, const void *data) {
@@ -224,7 +258,13 @@ static void on_children(int rc, const struct String_vector *kids,
         if (l->count != kids->count)
             rc = ZSYSTEMERROR; /* out of memory: reported as a failure */
     }
-    post(l->req->zk, l->req, rc, l);
+    post(l->req->zk, l->req, rc, l, NULL);
+}
+
+static void on_exists(int rc, const struct Stat *stat, const void *data) {
+    (void)stat;
+    asked_t *a = (asked_t *)data;
+    post(a->req->zk, a->req, rc, NULL, a);
 }
 
 static void on_session(zhandle_t *zh, int type, int state, const char *path,
@@ -232,7 +272,7 @@ static void on_session(zhandle_t *zh, int type, int state, const char *path,
     (void)zh;
     (void)path;
     if (type == ZOO_SESSION_EVENT)
-        post(ctx, NULL, state, NULL);
+        post(ctx, NULL, state, NULL, NULL);
 }
 
 zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
@@ -267,6 +307,100 @@ err:
     return NULL;
 }
 
+/* ------------------------------------------------------------ known paths */
+
+static char tombstone;
+#define TOMBSTONE (&tombstone)
+
+static uint64_t hash_path(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void pathset_clear(pathset_t *set) {
+    for (size_t i = 0; i < set->cap; i++)
+        if (set->slot[i] && set->slot[i] != TOMBSTONE)
+            free(set->slot[i]);
+    free(set->slot);
+    memset(set, 0, sizeof *set);
+}
+
+/* The slot holding path, or where it would go; -1 when the table is full. */
+static ssize_t pathset_find(const pathset_t *set, const char *path,
+                            int for_insert) {
+    if (!set->cap)
+        return -1;
+    size_t mask = set->cap - 1, i = hash_path(path) & mask;
+    ssize_t free_slot = -1;
+    for (size_t n = 0; n < set->cap; n++, i = (i + 1) & mask) {
+        char *s = set->slot[i];
+        if (!s)
+            return for_insert && free_slot >= 0 ? free_slot : (ssize_t)i;
+        if (s == TOMBSTONE) {
+            if (free_slot < 0)
+                free_slot = (ssize_t)i;
+        } else if (strcmp(s, path) == 0) {
+            return (ssize_t)i;
+        }
+    }
+    return for_insert ? free_slot : -1;
+}
+
+static int pathset_has(const pathset_t *set, const char *path) {
+    ssize_t i = pathset_find(set, path, 0);
+    return i >= 0 && set->slot[i] && set->slot[i] != TOMBSTONE;
+}
+
+/* Remember path. Forgets everything once KNOWN_MAX paths are held, which
+ * bounds memory and costs only probes. Out of memory: forget, never fail. */
+static void pathset_add(pathset_t *set, const char *path) {
+    if (set->live >= KNOWN_MAX)
+        pathset_clear(set);
+    if ((set->used + 1) * 2 > set->cap) {
+        pathset_t bigger = {.cap = set->cap ? set->cap * 2 : 1024};
+        if (set->live * 4 < set->cap)
+            bigger.cap = set->cap; /* mostly tombstones: same size, rehash */
+        bigger.slot = calloc(bigger.cap, sizeof *bigger.slot);
+        if (!bigger.slot) {
+            pathset_clear(set);
+            return;
+        }
+        for (size_t i = 0; i < set->cap; i++) {
+            char *s = set->slot[i];
+            if (s && s != TOMBSTONE) {
+                bigger.slot[pathset_find(&bigger, s, 1)] = s;
+                bigger.used++;
+                bigger.live++;
+            }
+        }
+        free(set->slot);
+        *set = bigger;
+    }
+    ssize_t i = pathset_find(set, path, 1);
+    if (set->slot[i] && set->slot[i] != TOMBSTONE)
+        return;
+    char *copy = strdup(path);
+    if (!copy)
+        return;
+    if (!set->slot[i])
+        set->used++;
+    set->slot[i] = copy;
+    set->live++;
+}
+
+static void pathset_remove(pathset_t *set, const char *path) {
+    ssize_t i = pathset_find(set, path, 0);
+    if (i < 0 || !set->slot[i] || set->slot[i] == TOMBSTONE)
+        return;
+    free(set->slot[i]);
+    set->slot[i] = TOMBSTONE;
+    set->live--;
+}
+
+/* ------------------------------------------------------------------ plans */
+
 static int is_retryable(int rc) {
     return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT;
 }
@@ -287,13 +421,13 @@ static void plan_clear(plan_t *p) {
     p->n = 0;
 }
 
-/* Insert a plan op at position `at` (owning a copy of path). Aborts when out
- * of memory: a half-built plan could not be applied correctly. */
+/* Insert a plan op at position `at`, owning a copy of path. Out of memory
+ * aborts: a half-built plan could not be applied correctly. */
 static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
-                        const char *path, const zf_op_t *src, int flags,
-                        int depth) {
+                        const char *path, const zf_op_t *src, size_t item,
+                        int flags, int depth) {
     if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 8;
+        size_t cap = p->cap ? p->cap * 2 : 16;
         plan_op_t *v = realloc(p->v, cap * sizeof *v);
         if (!v)
             abort();
@@ -304,7 +438,7 @@ static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
     if (!copy)
         abort();
     memmove(&p->v[at + 1], &p->v[at], (p->n - at) * sizeof *p->v);
-    p->v[at] = (plan_op_t){type, copy, src, flags, depth};
+    p->v[at] = (plan_op_t){type, copy, src, item, flags, depth};
     p->n++;
 }
 
@@ -314,52 +448,183 @@ static void plan_remove(plan_t *p, size_t at) {
     p->n--;
 }
 
-/* The record's ops as a plan: what the first multi will try. */
-static void plan_build(req_t *r) {
-    plan_clear(&r->plan);
-    for (size_t i = 0; i < r->ops->n; i++) {
-        const zf_op_t *op = &r->ops->ops[i];
-        zf_op_type_t type = op->type;
-        int flags = 0;
-        switch (op->type) {
-        case ZF_OP_UPSERT:
-            type = ZF_OP_SET;
-            flags = PLAN_UPSERT;
-            break;
-        case ZF_OP_CREATE:
-            flags = op->mode == ZF_MODE_SEQUENTIAL ? 0 : PLAN_EXISTS_OK;
-            break;
-        case ZF_OP_DELETE:
-            flags = PLAN_ABSENT_OK | (op->recursive ? PLAN_RECURSIVE : 0);
-            break;
-        default:
-            break;
-        }
-        plan_insert(&r->plan, r->plan.n, type, op->path, op, flags, 0);
-    }
+static void probes_clear(req_t *r) {
+    for (size_t i = 0; i < r->nprobes; i++)
+        free(r->probes[i].path);
+    r->nprobes = 0;
 }
 
 static void req_free(req_t *r) {
     plan_clear(&r->plan);
     free(r->plan.v);
+    probes_clear(r);
+    free(r->probes);
     free(r->zops);
     free(r->results);
     free(r->names);
+    free((void *)r->items);
     free(r);
 }
 
-/* The op a failure is about, for messages: "set /a" or "op 2 of 3 (set /a)". */
+static probe_t *probe_find(req_t *r, const char *path) {
+    for (size_t i = 0; i < r->nprobes; i++)
+        if (strcmp(r->probes[i].path, path) == 0)
+            return &r->probes[i];
+    return NULL;
+}
+
+/* What planning knows of path at plan position `upto`: earlier ops of the
+ * plan first (the latest wins), then the probes, then the known set. */
+static known_t known_at(req_t *r, const char *path, size_t upto) {
+    if (strcmp(path, "/") == 0)
+        return EXISTS;
+    size_t len = strlen(path);
+    for (size_t i = upto; i-- > 0;) {
+        const plan_op_t *p = &r->plan.v[i];
+        size_t n = strlen(p->path);
+        if (strcmp(p->path, path) == 0) {
+            if (p->type == ZF_OP_CREATE || p->type == ZF_OP_SET)
+                return EXISTS;
+            if (p->type == ZF_OP_DELETE)
+                return ABSENT;
+        } else if (p->type == ZF_OP_CREATE &&
+                   strncmp(p->path, path, len) == 0 && p->path[len] == '/') {
+            return EXISTS; /* an ancestor of something created */
+        } else if (p->type == ZF_OP_DELETE && strncmp(path, p->path, n) == 0 &&
+                   path[n] == '/') {
+            return ABSENT; /* below something deleted */
+        }
+    }
+    probe_t *pr = probe_find(r, path);
+    if (pr && pr->state != UNKNOWN)
+        return pr->state;
+    return pathset_has(&r->zk->known, path) ? EXISTS : UNKNOWN;
+}
+
+/* Note that the plan needs to know whether path exists. */
+static void need_probe(req_t *r, const char *path) {
+    if (probe_find(r, path))
+        return;
+    if (r->nprobes == r->capprobes) {
+        size_t cap = r->capprobes ? r->capprobes * 2 : 16;
+        probe_t *v = realloc(r->probes, cap * sizeof *v);
+        if (!v)
+            abort();
+        r->probes = v;
+        r->capprobes = cap;
+    }
+    char *copy = strdup(path);
+    if (!copy)
+        abort();
+    r->probes[r->nprobes++] = (probe_t){copy, UNKNOWN};
+}
+
+/* Plan an upsert of op (item i) at the end of the plan. Returns 0, or -1 when
+ * a probe is needed first. */
+static int plan_upsert(req_t *r, const zf_op_t *op, size_t item) {
+    known_t k = known_at(r, op->path, r->plan.n);
+    if (k == EXISTS) {
+        plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op->path, op, item,
+                    PLAN_UPSERT, 0);
+        return 0;
+    }
+    if (k == UNKNOWN) {
+        /* Ask about the ancestors too, in the same round: if the node is
+         * absent, the plan will need to know which of them are. */
+        need_probe(r, op->path);
+        char *path = op->path;
+        for (char *slash = strchr(path + 1, '/'); slash;
+             slash = strchr(slash + 1, '/')) {
+            *slash = '\0';
+            if (known_at(r, path, r->plan.n) == UNKNOWN)
+                need_probe(r, path);
+            *slash = '/';
+        }
+        return -1;
+    }
+    /* Absent: create it, after the ancestors that are absent too. */
+    int missing = 0;
+    char *path = op->path; /* cut at each '/' in turn, then restored */
+    for (char *slash = strchr(path + 1, '/'); slash;
+         slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        known_t a = known_at(r, path, r->plan.n);
+        if (a == UNKNOWN) {
+            need_probe(r, path);
+            missing = 1;
+        } else if (a == ABSENT && !missing) {
+            plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, path, op, item,
+                        PLAN_EXISTS_OK | PLAN_PARENT, 0);
+        }
+        *slash = '/';
+    }
+    if (missing)
+        return -1;
+    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op->path, op, item,
+                PLAN_UPSERT, 0);
+    return 0;
+}
+
+/* Build the plan from the batch's records. Returns 1 when it is complete,
+ * 0 when probes must answer first (they are listed in r->probes). */
+static int plan_build(req_t *r) {
+    plan_clear(&r->plan);
+    int complete = 1;
+    for (size_t item = 0; item < r->nitems && item < r->failed_item; item++) {
+        const zf_oplist_t *ops = r->items[item].ops;
+        for (size_t i = 0; i < ops->n; i++) {
+            const zf_op_t *op = &ops->ops[i];
+            known_t k;
+            switch (op->type) {
+            case ZF_OP_UPSERT:
+                if (plan_upsert(r, op, item) != 0)
+                    complete = 0;
+                break;
+            case ZF_OP_CREATE:
+                k = op->mode == ZF_MODE_SEQUENTIAL
+                        ? ABSENT
+                        : known_at(r, op->path, r->plan.n);
+                if (k == UNKNOWN)
+                    need_probe(r, op->path);
+                if (k != EXISTS) /* existing already: success, nothing to do */
+                    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op->path,
+                                op, item,
+                                op->mode == ZF_MODE_SEQUENTIAL
+                                    ? 0
+                                    : PLAN_EXISTS_OK,
+                                0);
+                break;
+            case ZF_OP_DELETE:
+                k = op->recursive ? UNKNOWN : known_at(r, op->path, r->plan.n);
+                if (k != ABSENT) /* absent already: success */
+                    plan_insert(&r->plan, r->plan.n, ZF_OP_DELETE, op->path,
+                                op, item,
+                                PLAN_ABSENT_OK |
+                                    (op->recursive ? PLAN_RECURSIVE : 0),
+                                0);
+                break;
+            default: /* set, check */
+                plan_insert(&r->plan, r->plan.n, op->type, op->path, op, item,
+                            0, 0);
+                break;
+            }
+        }
+    }
+    return complete;
+}
+
+/* --------------------------------------------------------------- outcomes */
+
+/* "set /a", or "op 2 of 3 (set /a)" for a record with several ops. */
 static void describe(const req_t *r, const plan_op_t *p, char *buf,
                      size_t len) {
-    const char *name = p ? zf_op_name(p->src->type) : "";
-    const char *path = p ? p->path : r->ops->ops[0].path;
-    if (!p)
-        name = zf_op_name(r->ops->ops[0].type);
-    if (r->ops->n > 1 && p)
+    const zf_oplist_t *ops = r->items[p->item].ops;
+    const char *name = zf_op_name(p->src->type);
+    if (ops->n > 1)
         snprintf(buf, len, "op %zu of %zu (%s %s)",
-                 (size_t)(p->src - r->ops->ops) + 1, r->ops->n, name, path);
+                 (size_t)(p->src - ops->ops) + 1, ops->n, name, p->path);
     else
-        snprintf(buf, len, "%s %s", name, path);
+        snprintf(buf, len, "%s %s", name, p->path);
 }
 
 static const char *hint(int rc) {
@@ -373,26 +638,54 @@ static const char *hint(int rc) {
     return "";
 }
 
-static void finish(zf_zk_t *zk, req_t *r, int rc, const plan_op_t *failed) {
-    char why[1024] = "";
-    zf_err_t err = ZF_OK;
-    if (rc != ZOK) {
-        char what[512];
-        describe(r, failed, what, sizeof what);
-        err = (rc == ZSESSIONEXPIRED || rc == ZINVALIDSTATE ||
-               rc == ZCLOSING || rc == ZAUTHFAILED)
-                  ? ZF_EZK
-                  : ZF_ERECORD;
-        if (err == ZF_EZK)
-            snprintf(why, sizeof why, "ZooKeeper session lost during %s (%s): "
-                                      "outcome unknown",
-                     what, zerror(rc));
-        else
-            snprintf(why, sizeof why, "ZooKeeper refused %s: %s%s", what,
-                     zerror(rc), hint(rc));
+static int session_gone(int rc) {
+    return rc == ZSESSIONEXPIRED || rc == ZINVALIDSTATE || rc == ZCLOSING ||
+           rc == ZAUTHFAILED;
+}
+
+/* Remember what the applied plan made exist or removed. */
+static void learn(zf_zk_t *zk, const req_t *r) {
+    for (size_t i = 0; i < r->plan.n; i++) {
+        const plan_op_t *p = &r->plan.v[i];
+        if (p->type == ZF_OP_DELETE)
+            pathset_remove(&zk->known, p->path);
+        else if ((p->type == ZF_OP_CREATE &&
+                  p->src->mode != ZF_MODE_SEQUENTIAL) ||
+                 p->type == ZF_OP_SET)
+            pathset_add(&zk->known, p->path);
     }
-    zk->inflight--;
-    r->done(r->ctx, err, why);
+}
+
+/* Report every record of the batch and free the request. rc is the outcome
+ * of what was sent (the records before failed_item); failed_item, if any,
+ * was refused with failed_rc; the records after it were not attempted. */
+static void finish(zf_zk_t *zk, req_t *r, int rc) {
+    if (rc == ZOK)
+        learn(zk, r);
+    char why[1024];
+    for (size_t i = 0; i < r->nitems; i++) {
+        zf_err_t err = ZF_OK;
+        why[0] = '\0';
+        int code = i < r->failed_item ? rc : i == r->failed_item ? r->failed_rc
+                                                                 : ZOK;
+        if (i > r->failed_item) {
+            err = ZF_EAGAIN;
+        } else if (code != ZOK) {
+            if (session_gone(code)) {
+                err = ZF_EZK;
+                snprintf(why, sizeof why, "ZooKeeper session lost (%s): "
+                                          "outcome unknown",
+                         zerror(code));
+            } else {
+                err = ZF_ERECORD;
+                snprintf(why, sizeof why, "ZooKeeper refused %s: %s%s",
+                         i == r->failed_item ? r->failed_what : "the batch",
+                         zerror(code), hint(code));
+            }
+        }
+        zk->inflight--;
+        r->done(r->items[i].ctx, err, why);
+    }
     req_free(r);
 }
 
@@ -411,103 +704,33 @@ static void call_failed(zf_zk_t *zk, req_t *r, int rc) {
         r->sync_err = rc;
     if (r->pending == 0) {
         r->pending = 1; /* the posted event stands for the failed call */
-        post(zk, r, rc, NULL);
+        post(zk, r, rc, NULL, NULL);
     }
 }
 
 static void send_step(zf_zk_t *zk, req_t *r);
 
-/* ------------------------------------------------------------ one plain op */
+/* ------------------------------------------------- a ttl/container create */
 
-static void send_single(zf_zk_t *zk, req_t *r) {
-    const zf_op_t *op = &r->ops->ops[0];
-    const char *data = op->data;
+static void send_create(zf_zk_t *zk, req_t *r) {
+    const zf_op_t *op = &r->items[0].ops->ops[0];
     int len = op->data ? (int)op->datalen : -1;
-    int rc = ZOK;
-    switch (r->step) {
-    case STEP_SET:
-        rc = zoo_aset(zk->zh, op->path, data, len, op->version, on_stat, r);
-        break;
-    case STEP_CREATE:
-        if (op->mode == ZF_MODE_TTL)
-            rc = zoo_acreate_ttl(zk->zh, op->path, data, len,
-                                 &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
-                                 op->ttl_ms, on_string, r);
-        else
-            rc = zoo_acreate(zk->zh, op->path, data, len, &ZOO_OPEN_ACL_UNSAFE,
-                             create_flags(op->mode), on_string, r);
-        break;
-    case STEP_DELETE:
-        rc = zoo_adelete(zk->zh, op->path, op->version, on_void, r);
-        break;
-    case STEP_PARENTS: {
-        /* One session applies requests in order, so the ancestors exist
-         * before the node's own create is applied. */
-        char *path = op->path; /* cut at each '/' in turn, then restored */
-        for (char *slash = strchr(path + 1, '/'); slash;
-             slash = strchr(slash + 1, '/')) {
-            *slash = '\0';
-            rc = zoo_acreate(zk->zh, path, NULL, -1, &ZOO_OPEN_ACL_UNSAFE,
-                             ZOO_PERSISTENT, on_string, r);
-            *slash = '/';
-            if (rc != ZOK) {
-                call_failed(zk, r, rc);
-                return;
-            }
-            r->pending++;
-        }
-        rc = zoo_acreate(zk->zh, op->path, data, len, &ZOO_OPEN_ACL_UNSAFE,
-                         ZOO_PERSISTENT, on_string, r);
-        break;
-    }
-    default:
-        abort(); /* list steps never reach here */
-    }
+    int rc = op->mode == ZF_MODE_TTL
+                 ? zoo_acreate_ttl(zk->zh, op->path, op->data, len,
+                                   &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
+                                   op->ttl_ms, on_string, r)
+                 : zoo_acreate(zk->zh, op->path, op->data, len,
+                               &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
+                               on_string, r);
     if (rc != ZOK) {
         call_failed(zk, r, rc);
         return;
     }
-    r->pending++;
+    r->pending = 1;
 }
 
-static void single_done(zf_zk_t *zk, req_t *r, int rc) {
-    const zf_op_t *op = &r->ops->ops[0];
-    switch (r->step) {
-    case STEP_SET:
-        if (rc == ZNONODE && op->type == ZF_OP_UPSERT) {
-            r->step = STEP_PARENTS;
-            send_step(zk, r);
-            return;
-        }
-        break;
-    case STEP_CREATE:
-        if (rc == ZNODEEXISTS)
-            rc = ZOK; /* replays and retries find their own node */
-        break;
-    case STEP_DELETE:
-        if (rc == ZNONODE)
-            rc = ZOK;
-        break;
-    case STEP_PARENTS:
-        if ((rc == ZNODEEXISTS || rc == ZNONODE) && ++r->rounds < MAX_ROUNDS) {
-            /* Another writer created the node (set it instead) or removed a
-             * parent (create again) in between. */
-            r->step = rc == ZNODEEXISTS ? STEP_SET : STEP_PARENTS;
-            send_step(zk, r);
-            return;
-        }
-        if (rc == ZNONODE && r->first_err)
-            rc = r->first_err; /* the ancestor's refusal is the cause */
-        break;
-    default:
-        break;
-    }
-    finish(zk, r, rc, NULL);
-}
+/* --------------------------------------------- listing recursive deletes */
 
-/* ------------------------------------------------------- lists, as a multi */
-
-/* List the children of a node to delete recursively. */
 static void list_children(zf_zk_t *zk, req_t *r, const char *path,
                           int depth) {
     listing_t *l = calloc(1, sizeof *l);
@@ -526,7 +749,8 @@ static void list_children(zf_zk_t *zk, req_t *r, const char *path,
 }
 
 static void send_list(zf_zk_t *zk, req_t *r) {
-    plan_build(r);
+    plan_build(r); /* a recursive delete goes alone: nothing to probe */
+    r->planned = 1;
     for (size_t i = 0; i < r->plan.n && !r->sync_err; i++)
         if (r->plan.v[i].flags & PLAN_RECURSIVE)
             list_children(zk, r, r->plan.v[i].path, 0);
@@ -554,9 +778,10 @@ static void listing_done(zf_zk_t *zk, req_t *r, listing_t *l, int rc) {
             char *child = malloc(n);
             if (!child)
                 abort();
-            snprintf(child, n, "%s/%s", l->path, l->names[i]);
+            snprintf(child, n, "%s/%s", strcmp(l->path, "/") ? l->path : "",
+                     l->names[i]);
             plan_insert(&r->plan, at, ZF_OP_DELETE, child, r->plan.v[at].src,
-                        PLAN_ABSENT_OK, l->depth + 1);
+                        r->plan.v[at].item, PLAN_ABSENT_OK, l->depth + 1);
             list_children(zk, r, child, l->depth + 1);
             free(child);
         }
@@ -570,11 +795,53 @@ static void listing_done(zf_zk_t *zk, req_t *r, listing_t *l, int rc) {
     free(l);
 }
 
+/* ---------------------------------------------------------------- probes */
+
+static void send_probes(zf_zk_t *zk, req_t *r) {
+    for (size_t i = 0; i < r->nprobes && !r->sync_err; i++) {
+        if (r->probes[i].state != UNKNOWN)
+            continue;
+        asked_t *a = malloc(sizeof *a);
+        if (!a)
+            abort();
+        *a = (asked_t){r, i};
+        int rc = zoo_aexists(zk->zh, r->probes[i].path, 0, on_exists, a);
+        if (rc != ZOK) {
+            free(a);
+            call_failed(zk, r, rc);
+            return;
+        }
+        r->pending++;
+    }
+    if (r->pending == 0 && !r->sync_err) {
+        r->step = STEP_MULTI;
+        send_step(zk, r);
+    }
+}
+
+static void probe_done(req_t *r, asked_t *a, int rc) {
+    if (rc == ZOK || rc == ZNONODE)
+        r->probes[a->probe].state = rc == ZOK ? EXISTS : ABSENT;
+    else if (!r->first_err)
+        r->first_err = rc;
+    free(a);
+}
+
+/* ------------------------------------------------------------- the multi */
+
 static void send_multi(zf_zk_t *zk, req_t *r) {
+    if (!r->planned) {
+        if (!plan_build(r)) {
+            r->step = STEP_PROBE; /* some paths must be asked about first */
+            send_step(zk, r);
+            return;
+        }
+        r->planned = 1;
+    }
     size_t n = r->plan.n;
     if (n == 0) {
         r->pending = 1; /* everything turned out done already */
-        post(zk, r, ZOK, NULL);
+        post(zk, r, ZOK, NULL, NULL);
         return;
     }
     free(r->zops);
@@ -590,10 +857,10 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         const zf_op_t *src = p->src;
         const char *data = src->data;
         int len = src->data ? (int)src->datalen : -1;
+        if (p->flags & PLAN_PARENT)
+            data = NULL, len = -1;
         switch (p->type) {
         case ZF_OP_CREATE:
-            if (strcmp(p->path, src->path) != 0) /* an upsert's ancestor */
-                data = NULL, len = -1;
             zoo_create_op_init(&r->zops[i], p->path, data, len,
                                &ZOO_OPEN_ACL_UNSAFE,
                                src->type == ZF_OP_CREATE
@@ -625,9 +892,9 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
 }
 
 /* The multi failed on plan op i with rc: rewrite the plan when zkflow's
- * semantics say that failure means "already done" or "not yet there".
- * Returns 1 when the plan changed and should be sent again. */
-static int rewrite(req_t *r, size_t i, int rc) {
+ * semantics say that failure means "already done" or "not there yet" (the
+ * tree changed since planning). Returns 1 when the plan should be resent. */
+static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
     plan_op_t *p = &r->plan.v[i];
     if (rc == ZNODEEXISTS && p->type == ZF_OP_CREATE) {
         if (p->flags & PLAN_UPSERT) {
@@ -645,18 +912,19 @@ static int rewrite(req_t *r, size_t i, int rc) {
         return 1;
     }
     if (rc == ZNONODE && (p->flags & PLAN_UPSERT)) {
-        /* Absent (or a parent is): create the ancestors, then the node. */
+        /* The node (or a parent) is absent: create the ancestors too. */
+        pathset_remove(&zk->known, p->path);
         p->type = ZF_OP_CREATE;
         char *path = strdup(p->path);
         const zf_op_t *src = p->src;
+        size_t item = p->item, at = i;
         if (!path)
             abort();
-        size_t at = i;
         for (char *slash = strchr(path + 1, '/'); slash;
              slash = strchr(slash + 1, '/')) {
             *slash = '\0';
-            plan_insert(&r->plan, at++, ZF_OP_CREATE, path, src,
-                        PLAN_EXISTS_OK, 0);
+            plan_insert(&r->plan, at++, ZF_OP_CREATE, path, src, item,
+                        PLAN_EXISTS_OK | PLAN_PARENT, 0);
             *slash = '/';
         }
         free(path);
@@ -671,24 +939,35 @@ static int rewrite(req_t *r, size_t i, int rc) {
 
 static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
     if (rc == ZOK) {
-        finish(zk, r, ZOK, NULL);
+        finish(zk, r, ZOK);
         return;
     }
     size_t i = 0;
     while (i < r->plan.n && (r->results[i].err == ZOK ||
                              r->results[i].err == ZRUNTIMEINCONSISTENCY))
         i++;
-    if (i == r->plan.n) {
-        finish(zk, r, rc, NULL);
+    if (i < r->plan.n) {
+        rc = r->results[i].err;
+        if (++r->rounds < MAX_ROUNDS && rewrite(zk, r, i, rc)) {
+            send_step(zk, r);
+            return;
+        }
+    }
+    if (i == r->plan.n || session_gone(rc)) {
+        finish(zk, r, rc); /* the whole batch shares this outcome */
         return;
     }
-    rc = r->results[i].err;
-    if (++r->rounds < MAX_ROUNDS && rewrite(r, i, rc)) {
-        send_step(zk, r);
-        return;
-    }
-    plan_op_t failed = r->plan.v[i];
-    finish(zk, r, rc, &failed);
+    /* A real refusal: cut its record out, send the records before it (a
+     * later refusal among those moves the cut further forward). */
+    size_t item = r->plan.v[i].item;
+    describe(r, &r->plan.v[i], r->failed_what, sizeof r->failed_what);
+    r->failed_item = item;
+    r->failed_rc = rc;
+    r->rounds = 0;
+    r->planned = 0;
+    probes_clear(r);
+    r->step = STEP_MULTI;
+    send_step(zk, r);
 }
 
 /* ---------------------------------------------------------------- steps */
@@ -697,12 +976,12 @@ static void send_step(zf_zk_t *zk, req_t *r) {
     r->pending = 0;
     r->first_err = 0;
     r->sync_err = 0;
-    if (r->step == STEP_LIST)
-        send_list(zk, r);
-    else if (r->step == STEP_MULTI)
-        send_multi(zk, r);
-    else
-        send_single(zk, r);
+    switch (r->step) {
+    case STEP_CREATE: send_create(zk, r); break;
+    case STEP_LIST: send_list(zk, r); break;
+    case STEP_PROBE: send_probes(zk, r); break;
+    case STEP_MULTI: send_multi(zk, r); break;
+    }
 }
 
 /* The result of a whole step is known: decide what comes next. */
@@ -713,41 +992,68 @@ static void step_done(zf_zk_t *zk, req_t *r, int rc) {
         return;
     }
     r->retries = 0;
-    if (r->step == STEP_MULTI) {
-        multi_done(zk, r, rc);
-    } else if (r->step == STEP_LIST) {
+    switch (r->step) {
+    case STEP_CREATE:
+        if (rc != ZOK && rc != ZNODEEXISTS) {
+            const zf_op_t *op = &r->items[0].ops->ops[0];
+            snprintf(r->failed_what, sizeof r->failed_what, "create %s",
+                     op->path);
+            r->failed_item = 0;
+            r->failed_rc = rc;
+        }
+        finish(zk, r, ZOK); /* existing already: success */
+        return;
+    case STEP_LIST:
+    case STEP_PROBE:
         if (rc != ZOK) {
-            finish(zk, r, rc, NULL);
+            finish(zk, r, rc);
             return;
         }
         r->step = STEP_MULTI;
+        if (r->nprobes)
+            r->planned = 0; /* plan again, now with the answers */
         send_step(zk, r);
-    } else {
-        single_done(zk, r, rc);
+        return;
+    case STEP_MULTI:
+        multi_done(zk, r, rc);
+        return;
     }
 }
 
-void zf_zk_apply(zf_zk_t *zk, const zf_oplist_t *ops, zf_zk_done_fn *done,
-                 void *ctx) {
+int zf_zk_batchable(const zf_oplist_t *ops) {
+    for (size_t i = 0; i < ops->n; i++)
+        if (ops->ops[i].mode == ZF_MODE_TTL ||
+            ops->ops[i].mode == ZF_MODE_CONTAINER || ops->ops[i].recursive)
+            return 0;
+    return 1;
+}
+
+void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
+                 zf_zk_done_fn *done) {
     req_t *r = calloc(1, sizeof *r);
-    if (!r) {
+    zf_zk_item_t *copy = malloc(n * sizeof *copy);
+    if (!r || !copy) {
         zf_error("zookeeper", "out of memory");
         abort();
     }
+    memcpy(copy, items, n * sizeof *copy);
     r->zk = zk;
-    r->ops = ops;
+    r->items = copy;
+    r->nitems = n;
+    r->failed_item = n;
     r->done = done;
-    r->ctx = ctx;
-    const zf_op_t *op = &ops->ops[0];
-    if (ops->n != 1 || op->type == ZF_OP_CHECK || op->recursive)
-        r->step = STEP_LIST; /* lists with nothing to list go to the multi */
-    else if (op->type == ZF_OP_UPSERT || op->type == ZF_OP_SET)
-        r->step = STEP_SET;
+    const zf_oplist_t *first = items[0].ops;
+    if (n == 1 && first->n == 1 && (first->ops[0].mode == ZF_MODE_TTL ||
+                                    first->ops[0].mode == ZF_MODE_CONTAINER))
+        r->step = STEP_CREATE;
+    else if (n == 1 && !zf_zk_batchable(first))
+        r->step = STEP_LIST;
     else
-        r->step = op->type == ZF_OP_CREATE ? STEP_CREATE : STEP_DELETE;
-    zk->inflight++;
+        r->step = STEP_MULTI;
+    zk->inflight += n;
     send_step(zk, r);
 }
+
 static void set_fatal(zf_zk_t *zk, const char *msg) {
     if (zk->fatal)
         return;
@@ -785,16 +1091,14 @@ static void handle_event(zf_zk_t *zk, const event_t *e) {
     int rc = e->rc;
     if (e->listing)
         listing_done(zk, r, e->listing, rc);
-    else if (r->step == STEP_PARENTS && rc != ZOK && rc != ZNODEEXISTS &&
-             !r->first_err)
-        r->first_err = rc;
+    else if (e->asked)
+        probe_done(r, e->asked, rc);
     if (--r->pending > 0)
         return;
     if (r->sync_err)
         rc = r->sync_err;
-    else if ((r->step == STEP_PARENTS && is_retryable(r->first_err)) ||
-             r->step == STEP_LIST)
-        rc = r->first_err; /* PARENTS: the node's create may be unsent */
+    else if (r->step == STEP_LIST || r->step == STEP_PROBE)
+        rc = r->first_err;
     step_done(zk, r, rc);
 }
 
@@ -874,6 +1178,7 @@ void zf_zk_destroy(zf_zk_t *zk) {
         zk->retries = r->next_retry;
         req_free(r);
     }
+    pathset_clear(&zk->known);
     if (zk->efd >= 0)
         close(zk->efd);
     pthread_mutex_destroy(&zk->lock);

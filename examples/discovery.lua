@@ -2,11 +2,16 @@
 -- ZooKeeper where clients list /services/<name>/instances.
 --
 -- Each record's value is a JSON event:
+--   {"event": "service", "service": "payments"}
 --   {"event": "register", "service": "payments", "id": "pay-1",
 --    "host": "10.0.0.5", "port": 8080, "ttl_ms": 30000}
 --   {"event": "register", "service": "batch", "host": "10.0.1.9", "port": 7000}
 --   {"event": "deregister", "service": "payments", "id": "pay-1"}
 --
+-- service → upsert /services/<name>/instances (and its parents), so that
+--   registrations have a parent: a create never makes missing parents, and
+--   a TTL create cannot share a list with the upsert that would (see
+--   README: a ttl create must be returned alone).
 -- register with an id → a TTL node /services/<name>/instances/<id>. ZooKeeper
 --   removes a TTL node once it has gone ttl milliseconds without a change
 --   and has no children, so an instance that is never deregistered (it
@@ -41,7 +46,9 @@ return function(rec)
   end
   local ev = json.decode(rec.value)
 
-  if ev.event == "register" then
+  if ev.event == "service" then
+    return { op = "upsert", path = instances(ev) }
+  elseif ev.event == "register" then
     local endpoint = json.encode({ host = ev.host, port = ev.port })
     if ev.id == nil then
       return { op = "create", path = instances(ev) .. "/instance-",

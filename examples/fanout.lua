@@ -14,7 +14,7 @@
 --   /orders/<id>/status              placed | shipped | cancelled
 --   /orders/<id>/items               the items, as JSON
 --   /orders/<id>/shipment            {"carrier":..,"tracking":..}
---   /customers/<c>/orders/<id>       index: a customer's open orders
+--   /customers/<c>/orders/<id>       index of a customer's orders (until cancelled)
 --
 -- Returning a list of ops makes them one ZooKeeper multi: either every op
 -- of the record takes effect or none does, so readers never see an order
@@ -26,7 +26,7 @@
 -- "status_version" is the version of /orders/<id>/status that the producer
 -- read: the change applies only if nobody changed the status since (a
 -- shipped order cannot be cancelled by a stale request, and its items
--- cannot change). /orders must exist before the first order is placed.
+-- cannot change).
 local json = require("json")
 local zk = require("zk")
 
@@ -66,7 +66,7 @@ return function(rec)
   if ev.event == "placed" then
     local customer = need(ev.customer, "customer")
     return {
-      zk.create(order, json.encode({ customer = customer, total = ev.total })),
+      zk.upsert(order, json.encode({ customer = customer, total = ev.total })),
       zk.upsert(status, "placed"),
       zk.upsert(order .. "/items", encode_items(ev.items or {})),
       zk.upsert("/customers/" .. customer .. "/orders/" .. id, nil),

@@ -243,7 +243,7 @@ static void test_sandbox(void **state) {
     (void)state;
     zf_op_t op = run_op(
         "return function(r)\n"
-        "  return '/s', table.concat({type(io), type(os), type(dofile),\n"
+        "  return '/s', table.concat({type(io), type(os.execute), type(dofile),\n"
         "    type(loadfile), type(load), type(loadstring), type(string.dump),\n"
         "    type(package), type(debug), type(ffi), type(jit)}, ',')\n"
         "end\n",
@@ -285,7 +285,7 @@ static void test_op_tables(void **state) {
                 "  { op = 'create', path = '/c' },\n"
                 "  { op = 'delete', path = '/d', recursive = true },\n"
                 "  { op = 'check', path = '/e', version = 0 },\n"
-                "  { op = 'create', path = '/f', mode = 'container' },\n"
+                "  { op = 'create', path = '/f', mode = 'sequential' },\n"
                 "} end\n",
                 &rec);
     assert_int_equal(l.n, 6);
@@ -299,7 +299,7 @@ static void test_op_tables(void **state) {
     assert_true(l.ops[3].recursive);
     assert_int_equal(l.ops[4].type, ZF_OP_CHECK);
     assert_int_equal(l.ops[4].version, 0);
-    assert_int_equal(l.ops[5].mode, ZF_MODE_CONTAINER);
+    assert_int_equal(l.ops[5].mode, ZF_MODE_SEQUENTIAL);
     zf_oplist_free(&l);
 }
 

@@ -46,6 +46,8 @@ typedef struct zf_config {
     int zk_line;           /* line of the [zookeeper] header, 0 if absent */
     char *delivery;        /* "at_least_once" */
     int max_queued_records;
+    int batch_max_ops;     /* ops per ZooKeeper multi */
+    int batch_max_bytes;   /* paths + data per ZooKeeper multi */
     zf_script_conf_t *scripts;
     size_t nscripts;
 } zf_config_t;

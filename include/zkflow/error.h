@@ -13,6 +13,7 @@ typedef enum zf_err {
     ZF_EKAFKA,    /* Kafka client failure */
     ZF_ESYS,      /* operating system call failed (errno set) */
     ZF_ENOMEM,    /* allocation failed */
+    ZF_EAGAIN,    /* not attempted (an earlier record of its batch failed) */
 } zf_err_t;
 
 /* Short English name of an error code; never NULL, never fails. */

@@ -20,10 +20,21 @@
 
 typedef struct zf_zk zf_zk_t;
 
-/* Called once per zf_zk_apply, on the thread that calls zf_zk_process.
- * rc is ZF_OK when the op took effect, else ZF_ERECORD (the op was refused,
- * `why` says why) or ZF_EZK (the session is gone: outcome unknown). */
+/* Called once per record given to zf_zk_apply, in the order given, on the
+ * thread that calls zf_zk_process. rc is ZF_OK when the record's ops took
+ * effect; ZF_ERECORD when ZooKeeper refused one of them (`why` says which
+ * and why; nothing of that record was applied); ZF_EAGAIN when an earlier
+ * record of the same batch was refused, so this one was not attempted
+ * (apply it again later); ZF_EZK when the session is gone (outcome
+ * unknown). */
 typedef void zf_zk_done_fn(void *ctx, zf_err_t rc, const char *why);
+
+/* One record of a batch: its ops (borrowed: valid and unchanged until its
+ * `done` call) and the context handed back to `done`. */
+typedef struct zf_zk_item {
+    const zf_oplist_t *ops; /* validated, at least one op */
+    void *ctx;
+} zf_zk_item_t;
 
 /* Start connecting to `connect` (a ZooKeeper connection string, optionally
  * with a /chroot suffix). Returns NULL with the reason in err on failure. The
@@ -42,17 +53,24 @@ int zf_zk_fd(const zf_zk_t *zk);
 /* Milliseconds until a retry is due (0: now), or -1 when none is waiting. */
 int zf_zk_next_timeout_ms(const zf_zk_t *zk);
 
-/* Start applying one record's ops (ops->n >= 1, validated). The list is
- * borrowed: it must stay valid and unchanged until `done` has been called.
- * Never calls `done` from inside this call. */
-void zf_zk_apply(zf_zk_t *zk, const zf_oplist_t *ops, zf_zk_done_fn *done,
-                 void *ctx);
+/* True when a record's ops can share a multi with other records' ops; a
+ * ttl or container create (which the 3.8 C client cannot put in a multi)
+ * or a recursive delete (whose subtree is listed first) must go alone. */
+int zf_zk_batchable(const zf_oplist_t *ops);
+
+/* Start applying a batch of records in order, as one ZooKeeper multi: their
+ * effects are all applied together, or (when one record is refused) the
+ * records before it are, and those from it on are not. A record that is
+ * not zf_zk_batchable must be given alone (n == 1). The items array is
+ * copied. Never calls `done` from inside this call. */
+void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
+                 zf_zk_done_fn *done);
 
 /* Handle queued completions and session events, resend due retries, and
  * call `done` for every op whose outcome is now known. Never blocks. */
 void zf_zk_process(zf_zk_t *zk);
 
-/* Number of applied ops whose `done` has not been called yet. */
+/* Number of records given to zf_zk_apply whose `done` is still to come. */
 size_t zf_zk_inflight(const zf_zk_t *zk);
 
 /* ZF_OK while the session is usable; ZF_EZK with the reason once it expired
