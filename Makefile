@@ -60,10 +60,16 @@ valgrind: deps $(UNIT_TESTS)
 demo: all
 	scripts/demo.sh
 
-# Never part of `make test`: timing belongs in benchmarks.
-bench: all $(BUILD)/bench_transform
+# Never part of `make test`: timing belongs in benchmarks. bench/run.sh runs
+# the ZooKeeper ceiling, zkflow end to end, the Quix Streams + kazoo peer and
+# kcat on one dataset, then writes bench/results.md and bench/results.json;
+# `make bench N=100000` for a smaller dataset (other knobs: see bench/run.sh).
+bench: all $(BUILD)/bench_transform $(BUILD)/bench_ceiling
 	$(BUILD)/bench_transform
-	bench/baseline.sh
+	bench/run.sh
+
+$(BUILD)/bench_ceiling: bench/ceiling.c | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< -o $@ -lzookeeper_mt -lpthread $(LDFLAGS)
 
 $(BUILD)/bench_transform: bench/transform.c $(LIB_OBJS) | $(BUILD)/obj
 	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) $(LDFLAGS)

@@ -68,12 +68,14 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-/* The transform's output for record `seq` (bench/devices.lua): the same
- * fields and the same length as lua-cjson's encoding. */
-static int payload(char *buf, long seq)
+/* What bench/devices.lua makes of record `seq` of bench/run.sh's dataset,
+ * byte for byte (lua-cjson's key order); seq -1 marks a prepared node. */
+static int payload(char *buf, long seq, long keys)
 {
-    return snprintf(buf, DATA_MAX_LEN, "{\"seq\":%ld,\"fw\":\"1.2.3\",\"site\":\"site-%ld\",\"status\":\"online\"}",
-                    seq, seq < 0 ? 0 : seq % 37);
+    long i = seq < 0 ? 0 : seq, k = i % keys;
+    return snprintf(buf, DATA_MAX_LEN,
+                    "{\"site\":\"site-%ld\",\"status\":\"%s\",\"fw\":\"1.%ld.%ld\",\"seq\":%ld}",
+                    i % 37, i % 10 ? "online" : "offline", k % 4, k % 10, seq);
 }
 
 static void key_path(char *buf, long key)
@@ -182,7 +184,7 @@ static void ensure(zhandle_t *zh, const char *path)
 static void prepare(zhandle_t *zh, long keys)
 {
     char path[PATH_MAX_LEN], data[DATA_MAX_LEN];
-    int len = payload(data, -1);
+    int len = payload(data, -1, keys);
 
     /* Every ancestor of the parent, then the parent. */
     snprintf(path, sizeof path, "%s", parent);
@@ -274,7 +276,7 @@ static double run(zhandle_t *zh, long keys, long ops, int batch, int depth)
         s->n = 0;
         for (; s->n < batch && i < ops; s->n++, i++) {
             key_path(s->paths[s->n], i % keys);
-            int len = payload(s->data[s->n], i);
+            int len = payload(s->data[s->n], i, keys);
             zoo_set_op_init(&s->ops[s->n], s->paths[s->n], s->data[s->n], len, -1,
                             &s->stats[s->n]);
         }

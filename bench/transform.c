@@ -12,7 +12,7 @@
  *     path (record table, call, op conversion and validation), with the
  *     default limits (100 ms, 64 MB) and with none.
  *
- * Usage: bench_transform [-n RECORDS] [-r REPEATS]
+ * Usage: bench_transform [-n RECORDS] [-r REPEATS] [-m MAPPING]
  * Each figure is the best of REPEATS runs (default 3) of RECORDS records
  * (default 1,000,000; the Lua-heavy mapping runs a fifth of them), timed
  * in CPU time of the one thread. */
@@ -152,7 +152,7 @@ static const setup_t setups[] = {
 #define NSETUPS (sizeof setups / sizeof setups[0])
 
 /* Seconds for n records of mapping m under setup su. */
-static double run_api(const setup_t *su, const mapping_t *m, long n) {
+__attribute__((noinline)) static double run_api(const setup_t *su, const mapping_t *m, long n) {
     char err[512];
     zf_sandbox_t *sb = NULL;
     lua_State *L;
@@ -196,7 +196,7 @@ static double run_api(const setup_t *su, const mapping_t *m, long n) {
 
 /* ---- zf_script_transform ----------------------------------------------- */
 
-static double run_script(const zf_script_opts_t *opts, const mapping_t *m,
+__attribute__((noinline)) static double run_script(const zf_script_opts_t *opts, const mapping_t *m,
                          long n) {
     char path[] = "/tmp/zkflow-bench-XXXXXX.lua";
     int fd = mkstemps(path, 4);
@@ -238,13 +238,19 @@ static void print_row(const char *label, long n, double t, double base) {
 int main(int argc, char **argv) {
     long records = 1000000;
     int repeats = 3, opt;
-    while ((opt = getopt(argc, argv, "n:r:")) != -1) {
+    const char *only = NULL;
+    while ((opt = getopt(argc, argv, "n:r:m:")) != -1) {
         if (opt == 'n')
             records = atol(optarg);
         else if (opt == 'r')
             repeats = atoi(optarg);
+        else if (opt == 'm')
+            only = optarg;
         else {
-            fprintf(stderr, "usage: %s [-n RECORDS] [-r REPEATS]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [-n RECORDS] [-r REPEATS] [-m trivial|json|"
+                    "lua-heavy]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -265,6 +271,8 @@ int main(int argc, char **argv) {
 
     for (size_t mi = 0; mi < NMAPPINGS; mi++) {
         const mapping_t *m = &mappings[mi];
+        if (only && strcmp(only, m->name) != 0)
+            continue;
         long n = m->heavy ? records / 5 : records;
         if (n <= 0)
             n = 1;

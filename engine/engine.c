@@ -39,6 +39,7 @@ typedef struct engine {
     zf_zk_item_t *batch; /* room for one batch (batch_cap records) */
     size_t batch_cap;
     uint64_t consumed, applied, skipped;
+    uint64_t batches;   /* multis (or solo writes) sent */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -319,6 +320,7 @@ static size_t dispatch(engine_t *e) {
                 break;
         }
         zf_zk_apply(e->zk, e->batch, n, on_applied);
+        e->batches++;
     }
     return waiting;
 }
@@ -449,10 +451,11 @@ static void loop(engine_t *e) {
 static void report(const engine_t *e, int64_t started_ms) {
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
-                 "(%.0f records/s)",
+                 "(%.0f records/s, %llu ZooKeeper batches)",
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
             (unsigned long long)e->skipped, secs,
-            secs > 0 ? (double)e->consumed / secs : 0.0);
+            secs > 0 ? (double)e->consumed / secs : 0.0,
+            (unsigned long long)e->batches);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {

@@ -214,7 +214,7 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
 
 zf_op_t *zf_oplist_push(zf_oplist_t *l) {
     if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 4;
+        size_t cap = l->cap ? l->cap * 2 : 1; /* most records have one op */
         zf_op_t *v = realloc(l->ops, cap * sizeof *v);
         if (!v)
             return NULL;

@@ -292,21 +292,27 @@ LUA
     expect_tree "$root" "$WORK/expected"
 }
 
-# An op ZooKeeper refuses (set of a missing node) is a record error too.
+# An op ZooKeeper refuses (a set of a missing node) in the middle of a batch
+# is a record error too: the records before it in the same multi are
+# applied and committed, the refused one and those after it are not.
 test_refused_op_stops_uncommitted() {
     local t=$RUN-refused root=/$RUN/refused
     topic "$t" 1
-    printf 'a\tx\nb\ty\n' | produce "$t"
+    printf 'upsert\ta\nupsert\tb\nset\tc\nupsert\td\n' | produce "$t"
     cat >"$WORK/refused.lua" <<LUA
-return function(rec) return "$root/" .. rec.key, rec.value, "set" end
+return function(rec) return "$root/" .. rec.value, rec.value, rec.key end
 LUA
     local cfg
     cfg=$(config refused "$RUN-refused" "[script s]" "file = refused.lua" "topics = $t" "root = $root")
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
-    expect_log "ZooKeeper refused set $root/a: no node" || return 1
-    expect_log "(record $t [0] offset 0)" || return 1
+    expect_log "ZooKeeper refused set $root/c: no node" || return 1
+    expect_log "(record $t [0] offset 2)" || return 1
+    expect_log "batches)" || return 1
+    printf '%s\t\n%s\ta\n%s\tb\n' "$root" "$root/a" "$root/b" >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
-    expect_log "(record $t [0] offset 0)"
+    expect_log "consumed=2 applied=0" || return 1
+    expect_log "(record $t [0] offset 2)"
 }
 
 # Bad configuration and broken scripts: FILE:LINE on stderr, exit 2.

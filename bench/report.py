@@ -1,0 +1,180 @@
+"""Turns the measurements of bench/run.sh into bench/results.json and
+bench/results.md.
+
+    python3 report.py RESULTS.tsv OUT.json OUT.md
+
+RESULTS.tsv holds `key<TAB>value` lines; a dotted key (`zkflow.seconds`)
+becomes a nested object. Rates, ratios and the issue's goals are derived here.
+"""
+import json
+import sys
+
+CEILINGS = ("ceiling_100x6", "ceiling_100x50", "ceiling_1x1000")
+PROGRAMS = ("zkflow", "peer", "kcat")
+
+# The goals of issue 5: (value's path, comparison, target, label, format).
+GOALS = {
+    "zkflow_vs_ceiling": (("ratios", "zkflow_vs_ceiling"), ">=", 0.90,
+                          "zkflow / ceiling 100 × 6", "{:.1%}"),
+    "zkflow_vs_peer": (("ratios", "zkflow_vs_peer"), ">=", 20.0, "zkflow / peer", "{:g}×"),
+    "zkflow_cpu_us_per_record": (("zkflow", "cpu_us_per_record"), "<=", 3.0,
+                                 "zkflow CPU per record", "{:g} µs"),
+    "zkflow_peak_rss_mb": (("zkflow", "peak_rss_mb"), "<=", 100.0,
+                           "zkflow peak RSS", "{:g} MB"),
+}
+
+VERSION_LABELS = {
+    "zkflow": "", "zookeeper_server": "ZooKeeper server", "kafka": "Kafka",
+    "kcat": "kcat", "gcc": "gcc", "python": "Python", "quixstreams": "quixstreams",
+    "kazoo": "kazoo", "confluent_kafka": "confluent-kafka",
+}
+
+
+def parse(value):
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(value, value)
+
+
+def load(path):
+    data = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition("\t")
+            *parents, leaf = key.split(".")
+            node = data
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = parse(value)
+    return data
+
+
+def measured(data, name):
+    """The measurement `name` if it ran and did not fail, else None."""
+    m = data.get(name)
+    return m if m and "seconds" in m and "error" not in m else None
+
+
+def derive(data):
+    """Adds rates, CPU per record, ratios and goals to `data`."""
+    for name in CEILINGS:
+        if m := measured(data, name):
+            m["ops_per_s"] = round(m["ops"] / m["seconds"])
+    for name in PROGRAMS:
+        if m := measured(data, name):
+            m["records_per_s"] = round(m["records"] / m["seconds"])
+            m["cpu_us_per_record"] = round((m["user_s"] + m["sys_s"]) * 1e6 / m["records"], 2)
+
+    def rate(name, field):
+        return (measured(data, name) or {}).get(field)
+
+    def ratio(a, b, digits):
+        return round(a / b, digits) if a and b else None
+
+    zkflow = rate("zkflow", "records_per_s")
+    data["ratios"] = {
+        "zkflow_vs_ceiling": ratio(zkflow, rate("ceiling_100x6", "ops_per_s"), 3),
+        "zkflow_vs_peer": ratio(zkflow, rate("peer", "records_per_s"), 1),
+        "ceiling_100x6_vs_100x50": ratio(rate("ceiling_100x6", "ops_per_s"),
+                                         rate("ceiling_100x50", "ops_per_s"), 3),
+    }
+    data["goals"] = {}
+    for key, ((section, field), op, target, _, _) in GOALS.items():
+        value = (data["ratios"] if section == "ratios" else measured(data, section) or {}).get(field)
+        met = None if value is None else value >= target if op == ">=" else value <= target
+        data["goals"][key] = {"value": value, "goal": f"{op} {target:g}", "met": met}
+
+
+def num(v, digits=0):
+    return "–" if v is None else f"{v:,.{digits}f}"
+
+
+def markdown(d):
+    ds = d["dataset"]
+    out = [
+        "# zkflow benchmark",
+        "",
+        f"{d['date']}, `make bench` (bench/run.sh) in {d['harness_s']} s. Dataset: "
+        f"{ds['records']:,} records of {ds['value_bytes']}-byte JSON, {ds['keys']:,} keys, "
+        f"{ds['partitions']} partitions (topic `{ds['topic']}`). Every writer sets the data of "
+        f"the same {ds['keys']:,} existing znodes, one `set` of ~60 bytes per record.",
+        "",
+        "| what | records (ops) | seconds | records/s (ops/s) | CPU µs/record | peak RSS MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def row(label, name, count, rate):
+        m = d.get(name)
+        if not m:
+            return
+        if "error" in m:
+            out.append(f"| {label} | failed: {m['error']} | | | | |")
+            return
+        cpu, rss = num(m.get("cpu_us_per_record"), 2), num(m.get("peak_rss_mb"), 1)
+        if name in CEILINGS:
+            cpu = rss = ""
+        out.append(f"| {label} | {num(m.get(count))} | {num(m.get('seconds'), 2)} | "
+                   f"{num(m.get(rate))} | {cpu} | {rss} |")
+
+    row("ceiling: multis of 100 ops, 6 in flight (like-for-like)", "ceiling_100x6", "ops", "ops_per_s")
+    row("ceiling: multis of 100 ops, 50 in flight", "ceiling_100x50", "ops", "ops_per_s")
+    row("ceiling: single ops, 1,000 in flight", "ceiling_1x1000", "ops", "ops_per_s")
+    row("**zkflow** end to end, start to exit", "zkflow", "records", "records_per_s")
+    peer = "peer: Quix Streams + kazoo, transactions of 100"
+    if (d.get("peer") or {}).get("slice"):
+        peer += " (a slice: the first records)"
+    row(peer, "peer", "records", "records_per_s")
+    row("kcat consuming to /dev/null", "kcat", "records", "records_per_s")
+
+    out += ["", "| figure | value | goal (issue 5) | met |", "| --- | ---: | --- | --- |"]
+    for key, (_, op, target, label, fmt) in GOALS.items():
+        g = d["goals"][key]
+        value = "–" if g["value"] is None else fmt.format(g["value"])
+        goal = ("≥ " if op == ">=" else "≤ ") + fmt.format(target)
+        met = "–" if g["met"] is None else "yes" if g["met"] else "**no**"
+        out.append(f"| {label} | {value} | {goal} | {met} |")
+    r = d["ratios"]["ceiling_100x6_vs_100x50"]
+    if r is not None:
+        out.append(f"| ceiling 100 × 6 / ceiling 100 × 50 | {r:.1%} | (information) | |")
+
+    out.append("")
+    for name in ("zkflow", "peer"):
+        m = d.get(name) or {}
+        if "znodes" in m:
+            out.append(f"Sanity check after {name}: {m['znodes']:,} znodes under /bench/devices, "
+                       f"{m['znodes_current']:,} of them holding their key's last record.")
+    mach, v = d["machine"], dict(d["versions"])
+    sync = v.pop("zookeeper_force_sync", "")
+    versions = [f"{VERSION_LABELS.get(k, k)} {val}".strip() for k, val in v.items()]
+    out += [
+        "",
+        f"Machine: {mach['nproc']} × {mach['model']}, {mach['mem_gb']} GB, Linux {mach['kernel']}; "
+        f"ZooKeeper (standalone, forceSync={sync}), Kafka (one broker) and the measured "
+        "program share it.",
+        "",
+        "Versions: " + "; ".join(versions) + ".",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main(tsv, json_path, md_path):
+    data = load(tsv)
+    derive(data)
+    first = ("date", "harness_s", "machine", "versions", "dataset") + CEILINGS + PROGRAMS
+    ordered = {k: data[k] for k in first if k in data}
+    ordered.update(data)
+    with open(json_path, "w") as f:
+        json.dump(ordered, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    with open(md_path, "w") as f:
+        f.write(markdown(ordered))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    main(*sys.argv[1:])

@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# `make bench`: zkflow end to end against the ZooKeeper write ceiling, a Quix
+# Streams + kazoo peer and Kafka's own consume rate, all in one run on the
+# local services (scripts/services.sh). Writes bench/results.md (a table) and
+# bench/results.json, and prints the table.
+#
+# Environment (all optional):
+#   N                  records in the dataset, and ops of the like-for-like
+#                      ceiling (default 1000000; at least 10000)
+#   CEILING_EXTRA_N    ops of the informational ceilings, 100x50 and 1x1000
+#                      (default 300000, at most N)
+#   PEER_N             records the peer processes (default N, the whole topic;
+#                      less for a slice of the first records, reported as such;
+#                      rates are records/s either way)
+#   ENGINE_OPTS        lines added to zkflow's [engine] section, e.g.
+#                      $'batch_max_ops = 200\n'
+#   SKIP               space-separated steps to leave out: kcat ceiling zkflow peer
+#   ZK_PORT KAFKA_PORT as for scripts/services.sh
+#
+# The dataset: N records of 200-byte JSON values, 10,000 distinct keys
+# (dev-0 .. dev-9999, record i has key i % 10000 and "seq": i), 6 partitions,
+# in the topic zkflow-bench-v<DATASET_VERSION>-n<N>. A later run reuses the
+# topic when it holds exactly that dataset. Change DATASET_VERSION whenever
+# the generator changes.
+#
+# Every writer (ceilings, zkflow, peer) sets the data of the same 10,000
+# existing znodes /bench/devices/dev-<k>, one set per record. Before zkflow
+# and the peer, `bench_ceiling -P` resets them to "seq": -1; afterwards each
+# must hold its key's last record (the sanity check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATASET_VERSION=1
+KEYS=10000
+PARTITIONS=6
+VALUE_BYTES=200
+BATCH=100 # zkflow's default batch_max_ops
+DEPTH=6   # one multi in flight per partition
+
+N=${N:-1000000}
+CEILING_EXTRA_N=${CEILING_EXTRA_N:-300000}
+PEER_N=${PEER_N:-$N}
+ENGINE_OPTS=${ENGINE_OPTS:-}
+SKIP=" ${SKIP:-} "
+KAFKA=127.0.0.1:${KAFKA_PORT:-9092}
+ZK=127.0.0.1:${ZK_PORT:-2181}
+PARENT=/bench/devices
+PYTHON=${PYTHON:-/usr/bin/python3}
+VENV=.state/bench-venv
+CEILING=build/bench_ceiling
+
+for v in N CEILING_EXTRA_N PEER_N; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a whole number" >&2; exit 2; }
+done
+if [ "$N" -lt "$KEYS" ]; then echo "bench: N must be at least $KEYS" >&2; exit 2; fi
+[ "$CEILING_EXTRA_N" -le "$N" ] || CEILING_EXTRA_N=$N
+[ "$PEER_N" -le "$N" ] || PEER_N=$N
+
+WORK=$(mktemp -d /tmp/zkflow-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+RESULTS=$WORK/results.tsv
+FAILED=0
+T0=$SECONDS
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+put() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"; }   # key value
+skipped() { [[ "$SKIP" == *" $1 "* ]]; }
+fail() {   # key message
+    say "$1: $2"
+    put "$1.error" "$2"
+    FAILED=1
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# Runs a command under /usr/bin/time; puts KEY.seconds (wall, start to exit),
+# KEY.user_s, KEY.sys_s and KEY.peak_rss_mb. Returns the command's status.
+timed() {   # key cmd...
+    local key=$1 t0 t1 rc=0 wall user sys rss
+    shift
+    t0=$(now)
+    /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" || rc=$?
+    t1=$(now)
+    read -r user sys rss < <(tail -n 1 "$WORK/time")
+    put "$key.seconds" "$(elapsed "$t0" "$t1")"
+    put "$key.user_s" "$user"
+    put "$key.sys_s" "$sys"
+    put "$key.peak_rss_mb" "$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')"
+    return "$rc"
+}
+
+# ---------------------------------------------------------------- dataset
+
+# Record i of the dataset, as `key<TAB>value`: exactly VALUE_BYTES of JSON.
+generate() {   # n
+    awk -v n="$1" -v keys="$KEYS" -v size="$VALUE_BYTES" 'BEGIN {
+        pad = sprintf("%*s", size, ""); gsub(/ /, "x", pad)
+        for (i = 0; i < n; i++) {
+            k = i % keys
+            v = sprintf("{\"id\":\"dev-%d\",\"seq\":%d,\"ts\":%.0f,\"status\":\"%s\",\"site\":\"site-%d\",\"fw\":\"1.%d.%d\",\"temp\":%.1f,\"battery\":%d,\"note\":\"",
+                        k, i, 1795820543500 + i, (i % 10 ? "online" : "offline"), i % 37,
+                        k % 4, k % 10, 15 + (i % 200) / 10, 100 - i % 100)
+            printf "dev-%d\t%s%s\"}\n", k, v, substr(pad, 1, size - 2 - length(v))
+        }
+    }'
+}
+
+# Prints the topic's partition count, or nothing if it does not exist.
+partitions_of() {   # topic
+    kcat -b "$KAFKA" -L -t "$1" -m 5 2>/dev/null | awk -v t="$1" '
+        index($0, "  topic \"" t "\" with ") == 1 && $0 !~ /: [^ ]/ { print $(NF-1) }'
+}
+
+# Sum over the topic's partitions of their beginning (-2) or end (-1) offsets.
+offset_sum() {   # topic -1|-2
+    local args=() p
+    for ((p = 0; p < PARTITIONS; p++)); do args+=(-t "$1:$p:$2"); done
+    kcat -b "$KAFKA" -Q "${args[@]}" 2>/dev/null | awk '
+        / offset -?[0-9]+$/ { s += $NF; n++ } END { if (n) print s }'
+}
+
+# True if the topic holds exactly the dataset: PARTITIONS partitions, nothing
+# deleted by retention, N records.
+holds_dataset() {   # topic
+    [ "$(partitions_of "$1")" = "$PARTITIONS" ] &&
+        [ "$(offset_sum "$1" -2)" = 0 ] &&
+        [ "$(offset_sum "$1" -1)" = "$N" ]
+}
+
+# Sets TOPIC: the dataset's topic, produced unless a complete one is there.
+# A topic left incomplete (an interrupted run, expired segments) cannot be
+# emptied with kcat, so the next free name gets the dataset instead.
+dataset() {
+    local base=zkflow-bench-v$DATASET_VERSION-n$N r t0
+    for r in 1 2 3 4 5 6 7 8 9; do
+        TOPIC=$base
+        [ "$r" = 1 ] || TOPIC=$base.r$r
+        if holds_dataset "$TOPIC"; then
+            say "dataset: reusing topic $TOPIC"
+            put dataset.reused true
+            return
+        fi
+        [ -z "$(partitions_of "$TOPIC")" ] && break
+        say "dataset: topic $TOPIC exists but does not hold the dataset; trying the next name"
+    done
+    say "dataset: producing $N records to $TOPIC"
+    scripts/services.sh topic "$TOPIC" "$PARTITIONS"
+    t0=$(now)
+    generate "$N" | kcat -P -b "$KAFKA" -t "$TOPIC" -K $'\t' -z none \
+        -X linger.ms=50 -X batch.num.messages=10000 -X batch.size=4000000 \
+        -X queue.buffering.max.messages=1000000 -X queue.buffering.max.kbytes=1048576
+    put dataset.reused false
+    put dataset.produce_s "$(elapsed "$t0" "$(now)")"
+    holds_dataset "$TOPIC" || { say "dataset: $TOPIC does not hold $N records after producing"; exit 1; }
+}
+
+# ---------------------------------------------------------------- ZooKeeper
+
+# Sets every znode to seq -1 (creating what is missing).
+reset_znodes() {
+    "$CEILING" -P -z "$ZK" -r "$PARENT" -k "$KEYS"
+}
+
+# Puts KEY.znodes (znodes under PARENT) and KEY.znodes_current (those holding
+# their key's last record among the first `n`); true if both are KEYS.
+check_znodes() {   # key n
+    local counts
+    counts=$(build/zktree "$ZK" "$PARENT" | awk -F'\t' -v parent="$PARENT/dev-" -v n="$2" -v keys="$KEYS" '
+        index($1, parent) == 1 {
+            total++
+            k = substr($1, length(parent) + 1) + 0
+            last = k + keys * int((n - 1 - k) / keys)
+            if (match($2, /"seq":-?[0-9]+/) && substr($2, RSTART + 6, RLENGTH - 6) + 0 == last)
+                current++
+        }
+        END { print total + 0, current + 0 }')
+    put "$1.znodes" "${counts% *}"
+    put "$1.znodes_current" "${counts#* }"
+    [ "$counts" = "$KEYS $KEYS" ]
+}
+
+# ---------------------------------------------------------------- steps
+
+step_kcat() {
+    say "kcat: consuming $TOPIC to /dev/null"
+    put kcat.records "$N"
+    timed kcat kcat -C -b "$KAFKA" -t "$TOPIC" -o beginning -e -q >/dev/null ||
+        fail kcat "kcat exited $?"
+}
+
+ceiling() {   # key ops batch depth
+    local out
+    say "ceiling: $2 set ops, multis of $3 ops, $4 in flight"
+    if ! out=$("$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n "$2" -b "$3" -d "$4"); then
+        fail "$1" "bench_ceiling failed"
+        return
+    fi
+    put "$1.ops" "$2"
+    put "$1.batch" "$3"
+    put "$1.depth" "$4"
+    put "$1.seconds" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")"
+}
+
+step_zkflow() {
+    local group=zkflow-bench-$(date +%s%N) rc=0
+    cat >"$WORK/zkflow.ini" <<INI
+[kafka]
+bootstrap.servers = $KAFKA
+group.id = $group
+
+[zookeeper]
+connect = $ZK
+
+[engine]
+$ENGINE_OPTS
+
+[script devices]
+file = $PWD/bench/devices.lua
+topics = $TOPIC
+root = $PARENT
+INI
+    reset_znodes
+    say "zkflow: $N records, group $group"
+    put zkflow.records "$N"
+    timed zkflow build/zkflow run -c "$WORK/zkflow.ini" --exit-on-eof -q || rc=$?
+    put zkflow.exit_status "$rc"
+    [ "$rc" = 0 ] || fail zkflow "zkflow exited $rc"
+    check_znodes zkflow "$N" ||
+        fail zkflow.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
+}
+
+# The peer's virtualenv, (re)installed when requirements.txt changes.
+peer_venv() {
+    if ! "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null; then
+        say "peer: installing python3-venv"
+        apt-get install -y -q python3-venv >/dev/null
+    fi
+    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+    if ! cmp -s bench/peers/requirements.txt "$VENV/bench-requirements.txt"; then
+        say "peer: installing bench/peers/requirements.txt into $VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check -r bench/peers/requirements.txt
+        cp bench/peers/requirements.txt "$VENV/bench-requirements.txt"
+    fi
+}
+
+step_peer() {
+    local group=quix-kazoo-bench-$(date +%s%N) rc=0 out
+    peer_venv
+    reset_znodes
+    say "peer: $PEER_N records, group $group"
+    put peer.records "$PEER_N"
+    put peer.slice "$([ "$PEER_N" = "$N" ] && echo false || echo true)"
+    # Quix Streams may create a state dir in its working directory.
+    (cd "$WORK" && timed peer "$OLDPWD/$VENV/bin/python" "$OLDPWD/bench/peers/quix_kazoo.py" \
+        --topic "$TOPIC" --count "$PEER_N" --broker "$KAFKA" --zookeeper "$ZK" \
+        --group "$group" --ops-per-txn "$BATCH") >"$WORK/peer.out" || rc=$?
+    put peer.exit_status "$rc"
+    [ "$rc" = 0 ] || fail peer "the peer exited $rc"
+    if [ "$PEER_N" = "$N" ]; then
+        check_znodes peer "$N" ||
+            fail peer.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
+    fi
+}
+
+context() {
+    put date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    put machine.nproc "$(nproc)"
+    put machine.model "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+    put machine.mem_gb "$(awk '/^MemTotal/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo)"
+    put machine.kernel "$(uname -r)"
+    put versions.zkflow "$(build/zkflow --version | tr '\n' ';' | sed 's/;$//; s/;/, /g')"
+    put versions.zookeeper_server "$(timeout 3 bash -c "exec 3<>/dev/tcp/${ZK%:*}/${ZK#*:}; printf srvr >&3; cat <&3" |
+        sed -n 's/^Zookeeper version: \([^-,]*\).*/\1/p')"
+    put versions.zookeeper_force_sync "$(sed -n 's/^forceSync=//p' .state/zookeeper/zoo.cfg 2>/dev/null || true)"
+    put versions.kafka "$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
+    put versions.kcat "$(dpkg-query -W -f '${Version}' kcat 2>/dev/null || true)"
+    put versions.gcc "$(${CC:-gcc} -dumpfullversion)"
+    put dataset.topic "$TOPIC"
+    put dataset.records "$N"
+    put dataset.partitions "$PARTITIONS"
+    put dataset.keys "$KEYS"
+    put dataset.value_bytes "$VALUE_BYTES"
+    if ! skipped peer; then
+        put versions.python "$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')"
+        for p in quixstreams kazoo confluent-kafka; do
+            put "versions.${p//-/_}" "$("$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('$p'))")"
+        done
+    fi
+}
+
+# ---------------------------------------------------------------- main
+
+if [ ! -x /usr/bin/time ]; then
+    say "installing time (/usr/bin/time)"
+    apt-get install -y -q time >/dev/null
+fi
+scripts/services.sh start >/dev/null
+dataset
+skipped kcat || step_kcat
+if ! skipped ceiling; then
+    reset_znodes
+    say "ceiling: warm-up (not reported)"
+    "$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n "$((N < 100000 ? N : 100000))" >/dev/null
+    ceiling ceiling_100x6 "$N" "$BATCH" "$DEPTH"
+fi
+skipped zkflow || step_zkflow
+if ! skipped ceiling; then
+    ceiling ceiling_100x50 "$CEILING_EXTRA_N" 100 50
+    ceiling ceiling_1x1000 "$CEILING_EXTRA_N" 1 1000
+fi
+skipped peer || step_peer
+context
+put harness_s "$((SECONDS - T0))"
+
+"$PYTHON" bench/report.py "$RESULTS" bench/results.json bench/results.md
+cat bench/results.md
+exit "$FAILED"
