@@ -153,7 +153,7 @@ def markdown(d):
         "",
         f"Machine: {mach['nproc']} × {mach['model']}, {mach['mem_gb']} GB, Linux {mach['kernel']}; "
         f"ZooKeeper (standalone, forceSync={sync}), Kafka (one broker) and the measured "
-        "program share it.",
+        f"program share it. Load average when the run began: {mach['load_before']}.",
         "",
         "Versions: " + "; ".join(versions) + ".",
         "",

@@ -15,7 +15,10 @@
 #   ENGINE_OPTS        lines added to zkflow's [engine] section, e.g.
 #                      $'batch_max_ops = 200\n'
 #   SKIP               space-separated steps to leave out: kcat ceiling zkflow peer
-#   ZK_PORT KAFKA_PORT as for scripts/services.sh
+#   ZK_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT ZKFLOW_STATE_DIR
+#                      as for scripts/services.sh: a separate instance keeps
+#                      the benchmark apart from `make test`, which restarts
+#                      the default ZooKeeper (other processes still share the CPUs)
 #
 # The dataset: N records of 200-byte JSON values, 10,000 distinct keys
 # (dev-0 .. dev-9999, record i has key i % 10000 and "seq": i), 6 partitions,
@@ -165,7 +168,7 @@ reset_znodes() {
 # their key's last record among the first `n`); true if both are KEYS.
 check_znodes() {   # key n
     local counts
-    counts=$(build/zktree "$ZK" "$PARENT" | awk -F'\t' -v parent="$PARENT/dev-" -v n="$2" -v keys="$KEYS" '
+    counts=$(set -o pipefail; build/zktree "$ZK" "$PARENT" | awk -F'\t' -v parent="$PARENT/dev-" -v n="$2" -v keys="$KEYS" '
         index($1, parent) == 1 {
             total++
             k = substr($1, length(parent) + 1) + 0
@@ -173,7 +176,7 @@ check_znodes() {   # key n
             if (match($2, /"seq":-?[0-9]+/) && substr($2, RSTART + 6, RLENGTH - 6) + 0 == last)
                 current++
         }
-        END { print total + 0, current + 0 }')
+        END { print total + 0, current + 0 }') || { say "could not read $PARENT"; return 1; }
     put "$1.znodes" "${counts% *}"
     put "$1.znodes_current" "${counts#* }"
     [ "$counts" = "$KEYS $KEYS" ]
@@ -271,7 +274,7 @@ context() {
     put versions.zkflow "$(build/zkflow --version | tr '\n' ';' | sed 's/;$//; s/;/, /g')"
     put versions.zookeeper_server "$(timeout 3 bash -c "exec 3<>/dev/tcp/${ZK%:*}/${ZK#*:}; printf srvr >&3; cat <&3" |
         sed -n 's/^Zookeeper version: \([^-,]*\).*/\1/p')"
-    put versions.zookeeper_force_sync "$(sed -n 's/^forceSync=//p' .state/zookeeper/zoo.cfg 2>/dev/null || true)"
+    put versions.zookeeper_force_sync "$(sed -n 's/^forceSync=//p' "${ZKFLOW_STATE_DIR:-.state}/zookeeper/zoo.cfg" 2>/dev/null || true)"
     put versions.kafka "$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)"
     put versions.kcat "$(dpkg-query -W -f '${Version}' kcat 2>/dev/null || true)"
     put versions.gcc "$(${CC:-gcc} -dumpfullversion)"
@@ -294,6 +297,7 @@ if [ ! -x /usr/bin/time ]; then
     say "installing time (/usr/bin/time)"
     apt-get install -y -q time >/dev/null
 fi
+put machine.load_before "$(cut -d' ' -f1 /proc/loadavg)"
 scripts/services.sh start >/dev/null
 dataset
 skipped kcat || step_kcat

@@ -20,8 +20,15 @@ import sys
 import time
 import warnings
 
-# quixstreams imports authlib's httpx integration, which warns on import.
-warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+# quixstreams imports authlib's httpx integration, which warns that it is
+# deprecated; authlib's own "always" filter for that warning comes first
+# unless this one is added after it.
+try:
+    from authlib.deprecate import AuthlibDeprecationWarning
+
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
+except ImportError:
+    pass
 
 from kazoo.client import KazooClient
 from quixstreams import Application
