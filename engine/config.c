@@ -293,59 +293,40 @@ static int set_value(parse_t *p, const config_key_t *k, const char *value,
     return 0;
 }
 
-static int add_kafka(parse_t *p, const char *name, const char *value) {
-    zf_config_t *cfg = p->cfg;
-    for (size_t i = 0; i < cfg->nkafka; i++) {
-        if (strcmp(cfg->kafka[i].key, name) == 0) {
-            fail(p, p->line, "%s is set twice (first on line %d)", name,
-                 cfg->kafka[i].line);
+/* Append name = value to a key/value list (`what` prefixes the name in
+ * messages). Returns 1, or 0 after fail(). */
+static int add_kv(parse_t *p, zf_kv_t **list, size_t *n, const char *what,
+                  const char *name, const char *value) {
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp((*list)[i].key, name) == 0) {
+            fail(p, p->line, "%s%s is set twice (first on line %d)", what,
+                 name, (*list)[i].line);
             return 0;
         }
     }
-    zf_kv_t *v = realloc(cfg->kafka, (cfg->nkafka + 1) * sizeof *v);
+    zf_kv_t *v = realloc(*list, (*n + 1) * sizeof *v);
     if (!v) {
         fail(p, p->line, "out of memory");
         return 0;
     }
-    cfg->kafka = v;
-    zf_kv_t *kv = &v[cfg->nkafka++];
+    *list = v;
+    zf_kv_t *kv = &v[(*n)++];
     kv->key = strdup(name);
     kv->value = strdup(value);
     kv->line = p->line;
-    if (!kv->key || !kv->value)
+    if (!kv->key || !kv->value) {
         fail(p, p->line, "out of memory");
+        return 0;
+    }
     return 1;
 }
 
-/* param.NAME = value in a [script]: reaches the script as params.NAME. */
-static int add_param(parse_t *p, const char *name, const char *value) {
-    zf_script_conf_t *sc = p->script;
-    if (!valid_name(name)) {
-        fail(p, p->line, "param.%s: a parameter name is letters, digits, '_', "
-                         "'.' or '-'",
-             name);
-        return 0;
+static void free_kvs(zf_kv_t *list, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(list[i].key);
+        free(list[i].value);
     }
-    for (size_t i = 0; i < sc->nparams; i++) {
-        if (strcmp(sc->params[i].key, name) == 0) {
-            fail(p, p->line, "param.%s is set twice (first on line %d)", name,
-                 sc->params[i].line);
-            return 0;
-        }
-    }
-    zf_kv_t *v = realloc(sc->params, (sc->nparams + 1) * sizeof *v);
-    if (!v) {
-        fail(p, p->line, "out of memory");
-        return 0;
-    }
-    sc->params = v;
-    zf_kv_t *kv = &v[sc->nparams++];
-    kv->key = strdup(name);
-    kv->value = strdup(value);
-    kv->line = p->line;
-    if (!kv->key || !kv->value)
-        fail(p, p->line, "out of memory");
-    return 1;
+    free(list);
 }
 
 static int on_key(void *user, const char *section, const char *name,
@@ -362,9 +343,19 @@ static int on_key(void *user, const char *section, const char *name,
         return 0;
     }
     if (strcmp(p->section, "kafka") == 0)
-        return add_kafka(p, name, value);
-    if (strcmp(p->section, "script") == 0 && strncmp(name, "param.", 6) == 0)
-        return add_param(p, name + 6, value);
+        return add_kv(p, &p->cfg->kafka, &p->cfg->nkafka, "", name, value);
+    if (strcmp(p->section, "script") == 0 &&
+        strncmp(name, "param.", 6) == 0) {
+        /* param.NAME = value reaches the script as params.NAME. */
+        if (!valid_name(name + 6)) {
+            fail(p, p->line, "%s: a parameter name is letters, digits, '_', "
+                             "'.' or '-'",
+                 name);
+            return 0;
+        }
+        return add_kv(p, &p->script->params, &p->script->nparams, "param.",
+                      name + 6, value);
+    }
     for (size_t i = 0; i < NKEYS; i++) {
         if (strcmp(keys[i].section, p->section) != 0 ||
             strcmp(keys[i].name, name) != 0)
@@ -549,11 +540,7 @@ zf_err_t zf_config_load(const char *path, zf_config_t **out, char *err,
 void zf_config_destroy(zf_config_t *cfg) {
     if (!cfg)
         return;
-    for (size_t i = 0; i < cfg->nkafka; i++) {
-        free(cfg->kafka[i].key);
-        free(cfg->kafka[i].value);
-    }
-    free(cfg->kafka);
+    free_kvs(cfg->kafka, cfg->nkafka);
     for (size_t i = 0; i < cfg->nscripts; i++) {
         zf_script_conf_t *sc = &cfg->scripts[i];
         for (size_t t = 0; t < sc->ntopics; t++)
@@ -564,11 +551,7 @@ void zf_config_destroy(zf_config_t *cfg) {
         free(sc->topics);
         free(sc->root);
         free(sc->ops_list);
-        for (size_t k = 0; k < sc->nparams; k++) {
-            free(sc->params[k].key);
-            free(sc->params[k].value);
-        }
-        free(sc->params);
+        free_kvs(sc->params, sc->nparams);
     }
     free(cfg->scripts);
     free(cfg->zk_connect);

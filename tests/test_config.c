@@ -8,6 +8,7 @@
 
 #include "helpers.h"
 #include "zkflow/config.h"
+#include "zkflow/op.h"
 #include "zkflow/source.h"
 
 #define GOOD_KAFKA "[kafka]\nbootstrap.servers = 127.0.0.1:9092\ngroup.id = g\n"
@@ -196,6 +197,50 @@ static void test_kafka_keys(void **state) {
     zf_config_destroy(cfg);
 }
 
+static void test_script_keys(void **state) {
+    (void)state;
+    const char *path = write_temp(
+        "keys.ini", GOOD_KAFKA GOOD_ZK "[engine]\nbatch_max_ops = 50\n"
+                    "[script s]\nfile = s.lua\ntopics = t\n"
+                    "ops = set, delete\ntimeout_ms = 0\nmemory_mb = 8\n"
+                    "param.root = /flags\nparam.x-y = 1 2\n");
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_int_equal(cfg->batch_max_ops, 50);
+    assert_int_equal(cfg->batch_max_bytes, 512000); /* default */
+    assert_int_equal(cfg->max_queued_records, 20000);
+    const zf_script_conf_t *sc = &cfg->scripts[0];
+    assert_int_equal(sc->ops, ZF_OP_BIT(ZF_OP_SET) | ZF_OP_BIT(ZF_OP_DELETE));
+    assert_int_equal(sc->timeout_ms, 0);
+    assert_int_equal(sc->memory_mb, 8);
+    assert_int_equal(sc->nparams, 2);
+    assert_string_equal(sc->params[0].key, "root");
+    assert_string_equal(sc->params[0].value, "/flags");
+    assert_string_equal(sc->params[1].key, "x-y");
+    assert_string_equal(sc->params[1].value, "1 2");
+    zf_config_destroy(cfg);
+
+    path = write_temp("defaults.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT);
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_int_equal(cfg->scripts[0].ops, ZF_OP_ALL);
+    assert_int_equal(cfg->scripts[0].timeout_ms, 100);
+    assert_int_equal(cfg->scripts[0].memory_mb, 64);
+    assert_int_equal(cfg->scripts[0].nparams, 0);
+    zf_config_destroy(cfg);
+
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "ops = set, remove\n", 6,
+                 "[script s] ops: unknown op 'remove'");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a b = 1\n", 9,
+                 "param.a b: a parameter name is letters");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = 1\nparam.a = 2\n",
+                 10, "param.a is set twice (first on line 9)");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "timeout_ms = -1\n", 9,
+                 "timeout_ms: -1 is out of range");
+    expect_error(GOOD_KAFKA GOOD_ZK "[engine]\nbatch_max_bytes = 2000000\n"
+                     GOOD_SCRIPT,
+                 7, "batch_max_bytes: 2000000 is out of range");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
@@ -208,6 +253,7 @@ int main(void) {
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_syntax),
         cmocka_unit_test(test_kafka_keys),
+        cmocka_unit_test(test_script_keys),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
