@@ -9,13 +9,13 @@ becomes a nested object. Rates, ratios and the issue's goals are derived here.
 import json
 import sys
 
-CEILINGS = ("ceiling_100x6", "ceiling_100x50", "ceiling_1x1000")
+CEILINGS = ("ceiling_100x6_before", "ceiling_100x6_after", "ceiling_100x50", "ceiling_1x1000")
 PROGRAMS = ("zkflow", "peer", "kcat")
 
 # The goals of issue 5: (value's path, comparison, target, label, format).
 GOALS = {
     "zkflow_vs_ceiling": (("ratios", "zkflow_vs_ceiling"), ">=", 0.90,
-                          "zkflow / ceiling 100 × 6", "{:.1%}"),
+                          "zkflow / ceiling 100 × 6 (the better run)", "{:.1%}"),
     "zkflow_vs_peer": (("ratios", "zkflow_vs_peer"), ">=", 20.0, "zkflow / peer", "{:g}×"),
     "zkflow_cpu_us_per_record": (("zkflow", "cpu_us_per_record"), "<=", 3.0,
                                  "zkflow CPU per record", "{:g} µs"),
@@ -74,11 +74,15 @@ def derive(data):
     def ratio(a, b, digits):
         return round(a / b, digits) if a and b else None
 
+    # The like-for-like ceiling: the better of its runs before and after zkflow.
+    runs = [r for r in (rate("ceiling_100x6_before", "ops_per_s"),
+                        rate("ceiling_100x6_after", "ops_per_s")) if r]
+    data["ceiling_100x6_ops_per_s"] = max(runs) if runs else None
     zkflow = rate("zkflow", "records_per_s")
     data["ratios"] = {
-        "zkflow_vs_ceiling": ratio(zkflow, rate("ceiling_100x6", "ops_per_s"), 3),
+        "zkflow_vs_ceiling": ratio(zkflow, data["ceiling_100x6_ops_per_s"], 3),
         "zkflow_vs_peer": ratio(zkflow, rate("peer", "records_per_s"), 1),
-        "ceiling_100x6_vs_100x50": ratio(rate("ceiling_100x6", "ops_per_s"),
+        "ceiling_100x6_vs_100x50": ratio(data["ceiling_100x6_ops_per_s"],
                                          rate("ceiling_100x50", "ops_per_s"), 3),
     }
     data["goals"] = {}
@@ -119,7 +123,9 @@ def markdown(d):
         out.append(f"| {label} | {num(m.get(count))} | {num(m.get('seconds'), 2)} | "
                    f"{num(m.get(rate))} | {cpu} | {rss} |")
 
-    row("ceiling: multis of 100 ops, 6 in flight (like-for-like)", "ceiling_100x6", "ops", "ops_per_s")
+    row("ceiling: multis of 100 ops, 6 in flight (like-for-like), before zkflow",
+        "ceiling_100x6_before", "ops", "ops_per_s")
+    row("ceiling: the same, after zkflow", "ceiling_100x6_after", "ops", "ops_per_s")
     row("ceiling: multis of 100 ops, 50 in flight", "ceiling_100x50", "ops", "ops_per_s")
     row("ceiling: single ops, 1,000 in flight", "ceiling_1x1000", "ops", "ops_per_s")
     row("**zkflow** end to end, start to exit", "zkflow", "records", "records_per_s")
@@ -164,7 +170,8 @@ def markdown(d):
 def main(tsv, json_path, md_path):
     data = load(tsv)
     derive(data)
-    first = ("date", "harness_s", "machine", "versions", "dataset") + CEILINGS + PROGRAMS
+    first = ("date", "harness_s", "machine", "versions", "dataset") + CEILINGS + \
+        ("ceiling_100x6_ops_per_s",) + PROGRAMS
     ordered = {k: data[k] for k in first if k in data}
     ordered.update(data)
     with open(json_path, "w") as f:

@@ -68,6 +68,7 @@ typedef struct plan_op {
 typedef struct plan {
     plan_op_t *v;
     size_t n, cap;
+    size_t deletes; /* delete ops among them */
 } plan_t;
 
 /* Existence of a path as far as planning knows. */
@@ -419,6 +420,7 @@ static void plan_clear(plan_t *p) {
     for (size_t i = 0; i < p->n; i++)
         free(p->v[i].path);
     p->n = 0;
+    p->deletes = 0;
 }
 
 /* Insert a plan op at position `at`, owning a copy of path. Out of memory
@@ -440,9 +442,11 @@ static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
     memmove(&p->v[at + 1], &p->v[at], (p->n - at) * sizeof *p->v);
     p->v[at] = (plan_op_t){type, copy, src, item, flags, depth};
     p->n++;
+    p->deletes += type == ZF_OP_DELETE;
 }
 
 static void plan_remove(plan_t *p, size_t at) {
+    p->deletes -= p->v[at].type == ZF_OP_DELETE;
     free(p->v[at].path);
     memmove(&p->v[at], &p->v[at + 1], (p->n - at - 1) * sizeof *p->v);
     p->n--;
@@ -477,6 +481,10 @@ static probe_t *probe_find(req_t *r, const char *path) {
  * plan first (the latest wins), then the probes, then the known set. */
 static known_t known_at(req_t *r, const char *path, size_t upto) {
     if (strcmp(path, "/") == 0)
+        return EXISTS;
+    /* Without deletes in the plan, nothing in it can make a known path
+     * absent: skip the scan (the common case, all upserts of known nodes). */
+    if (!r->plan.deletes && pathset_has(&r->zk->known, path))
         return EXISTS;
     size_t len = strlen(path);
     for (size_t i = upto; i-- > 0;) {
