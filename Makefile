@@ -81,7 +81,7 @@ help:
 	@echo "make            build build/zkflow (installs missing packages first)"
 	@echo "make test       unit tests, then integration tests on real services"
 	@echo "make demo       start services, run the quickstart example, show the tree"
-	@echo "make bench      end-to-end baseline: 100,000 records, records/s, CPU, RSS"
+	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
 	@echo "make valgrind   unit tests under valgrind"
 	@echo "make clean      remove build/"
 

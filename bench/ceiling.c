@@ -55,14 +55,12 @@ static slot_t *free_slots;
 
 static const char *parent = "/bench/devices";
 
-static void die(const char *what, int rc)
-{
+static void die(const char *what, int rc) {
     fprintf(stderr, "bench_ceiling: %s: %s\n", what, zerror(rc));
     exit(1);
 }
 
-static double now_s(void)
-{
+static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec / 1e9;
@@ -70,21 +68,18 @@ static double now_s(void)
 
 /* What bench/devices.lua makes of record `seq` of bench/run.sh's dataset,
  * byte for byte (lua-cjson's key order); seq -1 marks a prepared node. */
-static int payload(char *buf, long seq, long keys)
-{
+static int payload(char *buf, long seq, long keys) {
     long i = seq < 0 ? 0 : seq, k = i % keys;
     return snprintf(buf, DATA_MAX_LEN,
                     "{\"site\":\"site-%ld\",\"status\":\"%s\",\"fw\":\"1.%ld.%ld\",\"seq\":%ld}",
                     i % 37, i % 10 ? "online" : "offline", k % 4, k % 10, seq);
 }
 
-static void key_path(char *buf, long key)
-{
+static void key_path(char *buf, long key) {
     snprintf(buf, PATH_MAX_LEN, "%s/dev-%ld", parent, key);
 }
 
-static void on_session(zhandle_t *zh, int type, int state, const char *path, void *ctx)
-{
+static void on_session(zhandle_t *zh, int type, int state, const char *path, void *ctx) {
     (void)zh, (void)path, (void)ctx;
     if (type != ZOO_SESSION_EVENT)
         return;
@@ -94,8 +89,7 @@ static void on_session(zhandle_t *zh, int type, int state, const char *path, voi
     pthread_mutex_unlock(&mu);
 }
 
-static zhandle_t *connect_zk(const char *connect)
-{
+static zhandle_t *connect_zk(const char *connect) {
     zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
     zhandle_t *zh = zookeeper_init(connect, on_session, 10000, NULL, NULL, 0);
     if (!zh) {
@@ -117,8 +111,7 @@ static zhandle_t *connect_zk(const char *connect)
 }
 
 /* Counts a failure; called with `mu` held. */
-static void note_error(int rc)
-{
+static void note_error(int rc) {
     if (rc != ZOK) {
         failed++;
         if (first_error == ZOK)
@@ -127,8 +120,7 @@ static void note_error(int rc)
 }
 
 /* Waits until fewer than `limit` requests are in flight, then takes one. */
-static void window_enter(int limit)
-{
+static void window_enter(int limit) {
     pthread_mutex_lock(&mu);
     while (inflight >= limit)
         pthread_cond_wait(&cv, &mu);
@@ -136,8 +128,7 @@ static void window_enter(int limit)
     pthread_mutex_unlock(&mu);
 }
 
-static void window_leave(int rc)
-{
+static void window_leave(int rc) {
     pthread_mutex_lock(&mu);
     note_error(rc);
     inflight--;
@@ -145,8 +136,7 @@ static void window_leave(int rc)
     pthread_mutex_unlock(&mu);
 }
 
-static void window_drain(void)
-{
+static void window_drain(void) {
     pthread_mutex_lock(&mu);
     while (inflight > 0)
         pthread_cond_wait(&cv, &mu);
@@ -157,14 +147,12 @@ static void window_drain(void)
 
 static char *exists_flags; /* per key: its create found it there */
 
-static void on_stat(int rc, const struct Stat *stat, const void *data)
-{
+static void on_stat(int rc, const struct Stat *stat, const void *data) {
     (void)stat, (void)data;
     window_leave(rc);
 }
 
-static void on_create(int rc, const char *value, const void *data)
-{
+static void on_create(int rc, const char *value, const void *data) {
     (void)value;
     if (rc == ZNODEEXISTS) {
         exists_flags[(intptr_t)data] = 1;
@@ -174,15 +162,13 @@ static void on_create(int rc, const char *value, const void *data)
 }
 
 /* Creates `path` if it is missing (its parent must exist). */
-static void ensure(zhandle_t *zh, const char *path)
-{
+static void ensure(zhandle_t *zh, const char *path) {
     int rc = zoo_create(zh, path, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
     if (rc != ZOK && rc != ZNODEEXISTS)
         die(path, rc);
 }
 
-static void prepare(zhandle_t *zh, long keys)
-{
+static void prepare(zhandle_t *zh, long keys) {
     char path[PATH_MAX_LEN], data[DATA_MAX_LEN];
     int len = payload(data, -1, keys);
 
@@ -207,7 +193,7 @@ static void prepare(zhandle_t *zh, long keys)
             window_leave(rc);
     }
     window_drain();
-    for (long k = 0; k < keys && !failed; k++) {
+    for (long k = 0; k < keys; k++) {
         if (!exists_flags[k])
             continue;
         key_path(path, k);
@@ -224,8 +210,7 @@ static void prepare(zhandle_t *zh, long keys)
 
 /* ---------------------------------------------------------------- run */
 
-static void on_multi(int rc, const void *data)
-{
+static void on_multi(int rc, const void *data) {
     slot_t *s = (slot_t *)data;
     pthread_mutex_lock(&mu);
     note_error(rc);
@@ -236,8 +221,8 @@ static void on_multi(int rc, const void *data)
     pthread_mutex_unlock(&mu);
 }
 
-static slot_t *slots_new(int depth, int batch)
-{
+/* The slots live until the program exits. */
+static void slots_new(int depth, int batch) {
     slot_t *v = calloc(depth, sizeof *v);
     if (!v)
         die("calloc", ZSYSTEMERROR);
@@ -253,11 +238,9 @@ static slot_t *slots_new(int depth, int batch)
         s->next_free = free_slots;
         free_slots = s;
     }
-    return v;
 }
 
-static double run(zhandle_t *zh, long keys, long ops, int batch, int depth)
-{
+static double run(zhandle_t *zh, long keys, long ops, int batch, int depth) {
     slots_new(depth, batch);
     double start = now_s();
     for (long i = 0; i < ops;) {
@@ -288,8 +271,7 @@ static double run(zhandle_t *zh, long keys, long ops, int batch, int depth)
     return now_s() - start;
 }
 
-static long number(const char *opt, const char *s, long min)
-{
+static long number(const char *opt, const char *s, long min) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -300,8 +282,7 @@ static long number(const char *opt, const char *s, long min)
     return v;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     const char *connect = "127.0.0.1:2181";
     long keys = 10000, ops = 1000000, batch = 100, depth = 6;
     int do_prepare = 0, c;

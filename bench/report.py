@@ -67,6 +67,12 @@ def derive(data):
         if m := measured(data, name):
             m["records_per_s"] = round(m["records"] / m["seconds"])
             m["cpu_us_per_record"] = round((m["user_s"] + m["sys_s"]) * 1e6 / m["records"], 2)
+    # One op per record: the average size of what zkflow and the peer sent.
+    for name, count, per in (("zkflow", "multis", "ops_per_multi"),
+                             ("peer", "transactions", "ops_per_transaction")):
+        m = measured(data, name)
+        if m and isinstance(m.get(count), int) and m[count] > 0:
+            m[per] = round(m["records"] / m[count], 1)
 
     def rate(name, field):
         return (measured(data, name) or {}).get(field)
@@ -146,12 +152,20 @@ def markdown(d):
     if r is not None:
         out.append(f"| ceiling 100 × 6 / ceiling 100 × 50 | {r:.1%} | (information) | |")
 
+    for name, field, label in (("zkflow", "ops_per_multi", "zkflow: ops per multi, on average"),
+                               ("peer", "ops_per_transaction", "peer: ops per transaction, on average")):
+        if (v := (d.get(name) or {}).get(field)) is not None:
+            out.append(f"| {label} | {v:g} | (information) | |")
+
     out.append("")
     for name in ("zkflow", "peer"):
         m = d.get(name) or {}
-        if "znodes" in m:
-            out.append(f"Sanity check after {name}: {m['znodes']:,} znodes under /bench/devices, "
-                       f"{m['znodes_current']:,} of them holding their key's last record.")
+        failed = (m.get("sanity") or {}).get("error")
+        if failed or "znodes" in m:
+            verdict = f"**failed**: {failed}" if failed else "ok"
+            found = (f" ({m['znodes']:,} znodes under /bench/devices, {m['znodes_current']:,} "
+                     "of them holding their key's last record)") if "znodes" in m else ""
+            out.append(f"Sanity check after {name}: {verdict}{found}.")
     mach, v = d["machine"], dict(d["versions"])
     sync = v.pop("zookeeper_force_sync", "")
     versions = [f"{VERSION_LABELS.get(k, k)} {val}".strip() for k, val in v.items()]

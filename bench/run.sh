@@ -79,7 +79,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 # Runs a command under /usr/bin/time; puts KEY.seconds (wall, start to exit),
 # KEY.user_s, KEY.sys_s and KEY.peak_rss_mb. Returns the command's status.
 timed() {   # key cmd...
-    local key=$1 t0 t1 rc=0 wall user sys rss
+    local key=$1 t0 t1 rc=0 user sys rss
     shift
     t0=$(now)
     /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" || rc=$?
@@ -143,9 +143,10 @@ dataset() {
             put dataset.reused true
             return
         fi
-        [ -z "$(partitions_of "$TOPIC")" ] && break
+        [ -n "$(partitions_of "$TOPIC")" ] || break
         say "dataset: topic $TOPIC exists but does not hold the dataset; trying the next name"
     done
+    [ -z "$(partitions_of "$TOPIC")" ] || { say "dataset: no free topic name left for $base"; exit 1; }
     say "dataset: producing $N records to $TOPIC"
     scripts/services.sh topic "$TOPIC" "$PARTITIONS"
     t0=$(now)
@@ -225,11 +226,17 @@ INI
     reset_znodes
     say "zkflow: $N records, group $group"
     put zkflow.records "$N"
-    timed zkflow build/zkflow run -c "$WORK/zkflow.ini" --exit-on-eof -q || rc=$?
+    # Info level, not -q: the few lines include the summary with the number of
+    # multis sent.
+    timed zkflow build/zkflow run -c "$WORK/zkflow.ini" --exit-on-eof 2>"$WORK/zkflow.log" || rc=$?
     put zkflow.exit_status "$rc"
-    [ "$rc" = 0 ] || fail zkflow "zkflow exited $rc"
-    check_znodes zkflow "$N" ||
+    put zkflow.multis "$(sed -n 's/.*finished:.*, \([0-9]*\) ZooKeeper batches.*/\1/p' "$WORK/zkflow.log")"
+    if [ "$rc" != 0 ]; then
+        tail -n 20 "$WORK/zkflow.log" >&2
+        fail zkflow "zkflow exited $rc"
+    elif ! check_znodes zkflow "$N"; then
         fail zkflow.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
+    fi
 }
 
 # The peer's virtualenv, (re)installed when requirements.txt changes.
@@ -247,7 +254,7 @@ peer_venv() {
 }
 
 step_peer() {
-    local group=quix-kazoo-bench-$(date +%s%N) rc=0 out
+    local group=quix-kazoo-bench-$(date +%s%N) rc=0
     peer_venv
     reset_znodes
     say "peer: $PEER_N records, group $group"
@@ -258,10 +265,11 @@ step_peer() {
         --topic "$TOPIC" --count "$PEER_N" --broker "$KAFKA" --zookeeper "$ZK" \
         --group "$group" --ops-per-txn "$BATCH") >"$WORK/peer.out" || rc=$?
     put peer.exit_status "$rc"
-    [ "$rc" = 0 ] || fail peer "the peer exited $rc"
-    if [ "$PEER_N" = "$N" ]; then
-        check_znodes peer "$N" ||
-            fail peer.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
+    put peer.transactions "$(sed -n 's/.* transactions=\([0-9]*\).*/\1/p' "$WORK/peer.out")"
+    if [ "$rc" != 0 ]; then
+        fail peer "the peer exited $rc"
+    elif [ "$PEER_N" = "$N" ] && ! check_znodes peer "$N"; then
+        fail peer.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
     fi
 }
 
