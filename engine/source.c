@@ -155,6 +155,11 @@ static rd_kafka_conf_t *make_conf(const zf_config_t *cfg, int exit_on_eof,
         (!has_key(cfg, "partition.assignment.strategy") &&
          conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
                   why, sizeof why)) ||
+        /* zkflow queues records itself (max_queued_records); librdkafka's
+         * default prefetch of 64 MB on top of that only costs memory. */
+        (!has_key(cfg, "queued.max.messages.kbytes") &&
+         conf_set(conf, "queued.max.messages.kbytes", "16384", why,
+                  sizeof why)) ||
         conf_set(conf, "enable.auto.offset.store", "false", why, sizeof why) ||
         (exit_on_eof &&
          conf_set(conf, "enable.partition.eof", "true", why, sizeof why))) {

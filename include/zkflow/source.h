@@ -44,9 +44,9 @@ zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
 
 /* Create the consumer from cfg->kafka (each key passed on unchanged, except
  * that zkflow manages enable.auto.offset.store and, with exit_on_eof,
- * enable.partition.eof) and subscribe to every script's topics. Defaults
- * zkflow sets unless the file does: auto.offset.reset=earliest,
- * partition.assignment.strategy=cooperative-sticky. Nothing is consumed and
+ * enable.partition.eof). Defaults zkflow sets unless the file does:
+ * auto.offset.reset=earliest, partition.assignment.strategy=
+ * cooperative-sticky, queued.max.messages.kbytes=16384. Nothing is consumed and
  * the group is not joined before zf_source_start.
  * Returns ZF_OK, ZF_ECONFIG with "FILE:LINE: message" in err for a key
  * librdkafka refuses, or ZF_EKAFKA. cfg must outlive the source. */
