@@ -16,12 +16,15 @@
 #include "zkflow/script.h"
 #include "zkflow/source.h"
 #include "zkflow/tracker.h"
+#include "zkflow/watch.h"
 #include "zkflow/zk.h"
 
 /* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
 #define TAKE_BATCH 512
 /* How long the final offset commit may take before zkflow gives up on it. */
 #define COMMIT_WAIT_MS 30000
+/* Editors write a file in several steps: reload once it has been quiet. */
+#define RELOAD_SETTLE_MS 50
 
 typedef struct engine {
     const zf_config_t *cfg;
@@ -38,6 +41,9 @@ typedef struct engine {
     int kafka_pending;  /* the consumer may hold more records right now */
     zf_zk_item_t *batch; /* room for one batch (batch_cap records) */
     size_t batch_cap;
+    zf_watch_t *watch;  /* script files; NULL when inotify is unavailable */
+    int64_t *reload_at; /* per script: reload due then (ms), or 0 */
+    uint64_t reloads, reload_rejects;
     uint64_t consumed, applied, skipped;
     uint64_t batches;   /* multis (or solo writes) sent */
 } engine_t;
@@ -49,6 +55,18 @@ static void fail(engine_t *e) {
     e->status = ZF_EXIT_FAILURE;
 }
 
+/* The script options a [script] section asks for. */
+static zf_script_opts_t script_opts(const zf_script_conf_t *sc) {
+    return (zf_script_opts_t){
+        .root = sc->root,
+        .ops = sc->ops,
+        .params = sc->params,
+        .nparams = sc->nparams,
+        .timeout_ms = sc->timeout_ms,
+        .memory_mb = sc->memory_mb,
+    };
+}
+
 zf_script_t **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
                                      size_t errlen) {
     zf_script_t **s = calloc(cfg->nscripts ? cfg->nscripts : 1, sizeof *s);
@@ -58,14 +76,7 @@ zf_script_t **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
     }
     for (size_t i = 0; i < cfg->nscripts; i++) {
         const zf_script_conf_t *sc = &cfg->scripts[i];
-        const zf_script_opts_t opts = {
-            .root = sc->root,
-            .ops = sc->ops,
-            .params = sc->params,
-            .nparams = sc->nparams,
-            .timeout_ms = sc->timeout_ms,
-            .memory_mb = sc->memory_mb,
-        };
+        const zf_script_opts_t opts = script_opts(sc);
         char why[1024];
         s[i] = zf_script_new(sc->name, sc->file, &opts, why, sizeof why);
         if (!s[i]) {
@@ -349,12 +360,66 @@ static void check_services(engine_t *e) {
     }
 }
 
+/* Load script i again and, if the new version compiles and initialises,
+ * swap it in between two records; otherwise keep the running one. Records
+ * already transformed keep the ops the old version gave them. */
+static void reload_script(engine_t *e, size_t i) {
+    const zf_script_conf_t *sc = &e->cfg->scripts[i];
+    zf_script_t *old = e->scripts[i];
+    const zf_script_opts_t opts = script_opts(sc);
+    char err[2048];
+    zf_script_t *s = zf_script_new(sc->name, sc->file, &opts, err, sizeof err);
+    if (!s) {
+        e->reload_rejects++;
+        zf_error(LOG, "script %s: reload rejected, version %s keeps running: %s",
+                 sc->name, zf_script_version(old), err);
+        return;
+    }
+    if (strcmp(zf_script_version(s), zf_script_version(old)) == 0) {
+        zf_debug(LOG, "script %s: unchanged (version %s)", sc->name,
+                 zf_script_version(old));
+        zf_script_destroy(s);
+        return;
+    }
+    for (size_t k = 0; k < e->nparts; k++)
+        if (e->parts[k]->script == old)
+            e->parts[k]->script = s;
+    e->scripts[i] = s;
+    e->reloads++;
+    zf_info(LOG, "script %s: reloaded, version %s -> %s", sc->name,
+            zf_script_version(old), zf_script_version(s));
+    zf_script_destroy(old);
+}
+
+static void on_script_changed(void *ctx, int id) {
+    engine_t *e = ctx;
+    e->reload_at[id] = zf_now_ms() + RELOAD_SETTLE_MS;
+}
+
+/* Reload the scripts whose time has come; returns the ms until the next
+ * one is due, or -1. */
+static int reload_due(engine_t *e) {
+    int64_t now = zf_now_ms(), next = -1;
+    for (size_t i = 0; i < e->cfg->nscripts; i++) {
+        if (!e->reload_at[i])
+            continue;
+        if (e->reload_at[i] <= now) {
+            e->reload_at[i] = 0;
+            reload_script(e, i);
+        } else if (next < 0 || e->reload_at[i] - now < next) {
+            next = e->reload_at[i] - now;
+        }
+    }
+    return (int)next;
+}
+
 static void on_signal(engine_t *e) {
     struct signalfd_siginfo si;
     while (read(e->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGHUP) {
-            zf_warn(LOG, "SIGHUP: reloading scripts is not supported yet; "
-                         "ignored");
+            zf_info(LOG, "SIGHUP: reloading every script");
+            for (size_t i = 0; i < e->cfg->nscripts; i++)
+                e->reload_at[i] = zf_now_ms();
             continue;
         }
         if (e->stopping) {
@@ -425,25 +490,31 @@ static void loop(engine_t *e) {
         if (ended(e, waiting))
             return;
 
-        struct pollfd pfd[3] = {
+        struct pollfd pfd[4] = {
             {.fd = e->sigfd, .events = POLLIN},
             {.fd = zf_zk_fd(e->zk), .events = POLLIN},
             {.fd = zf_source_fd(e->src), .events = POLLIN},
+            {.fd = e->watch ? zf_watch_fd(e->watch) : -1, .events = POLLIN},
         };
         int timeout = zf_zk_next_timeout_ms(e->zk);
+        int reload = reload_due(e);
+        if (reload >= 0 && (timeout < 0 || reload < timeout))
+            timeout = reload;
         if (e->kafka_pending)
             timeout = 0;
         else if (e->commit_since)
             timeout = 10; /* the commit's result has no descriptor */
         else if (timeout < 0 || timeout > 1000)
             timeout = 1000; /* also keeps checking the services' health */
-        if (poll(pfd, 3, timeout) < 0 && errno != EINTR) {
+        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
             return;
         }
         if (pfd[0].revents)
             on_signal(e);
+        if (pfd[3].revents)
+            zf_watch_read(e->watch, on_script_changed, e);
         zf_zk_process(e->zk);
     }
 }
@@ -451,11 +522,13 @@ static void loop(engine_t *e) {
 static void report(const engine_t *e, int64_t started_ms) {
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
-                 "(%.0f records/s, %llu ZooKeeper batches)",
+                 "(%.0f records/s, %llu ZooKeeper batches, %llu script "
+                 "reloads, %llu rejected)",
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
             (unsigned long long)e->skipped, secs,
             secs > 0 ? (double)e->consumed / secs : 0.0,
-            (unsigned long long)e->batches);
+            (unsigned long long)e->batches, (unsigned long long)e->reloads,
+            (unsigned long long)e->reload_rejects);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
@@ -485,6 +558,22 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     if (!(e.scripts = zf_engine_scripts_load(cfg, err, sizeof err))) {
         fprintf(stderr, "%s\n", err);
         goto out;
+    }
+    if (!(e.reload_at = calloc(cfg->nscripts, sizeof *e.reload_at))) {
+        zf_error(LOG, "out of memory");
+        goto out;
+    }
+    /* Scripts reload when their file changes (and on SIGHUP). */
+    if (!(e.watch = zf_watch_new(err, sizeof err)))
+        zf_warn(LOG, "%s: scripts reload on SIGHUP only", err);
+    for (size_t i = 0; i < cfg->nscripts; i++) {
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        zf_info(LOG, "script %s: version %s from %s", sc->name,
+                zf_script_version(e.scripts[i]), sc->file);
+        if (e.watch && zf_watch_add(e.watch, sc->file, (int)i, err,
+                                    sizeof err) != 0)
+            zf_warn(LOG, "script %s: %s: it reloads on SIGHUP only", sc->name,
+                    err);
     }
     zf_err_t rc = zf_source_new(cfg, opts->exit_on_eof, &handlers, &e, &e.src,
                                 err, sizeof err);
@@ -518,6 +607,8 @@ out:
     free(e.parts);
     zf_zk_destroy(e.zk);
     zf_engine_scripts_free(cfg, e.scripts);
+    zf_watch_destroy(e.watch);
+    free(e.reload_at);
     free(e.batch);
     close(e.sigfd);
     return status;

@@ -5,6 +5,7 @@
 #include <lua.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct zf_script {
     unsigned ops;
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
+    char version[13]; /* short hash of the source text */
 };
 
 const zf_script_opts_t zf_script_opts_default = {
@@ -133,6 +135,11 @@ zf_script_t *zf_script_new(const char *name, const char *file,
     size_t len;
     if (!(src = read_file(file, &len, err, errlen)))
         goto err;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)src[i]) * 1099511628211ull;
+    snprintf(s->version, sizeof s->version, "%012llx",
+             (unsigned long long)(h >> 16));
     zf_sandbox_limits_t lim = {
         .timeout_ms = opts->timeout_ms,
         .memory_bytes = (size_t)opts->memory_mb << 20,
@@ -197,6 +204,7 @@ void zf_script_destroy(zf_script_t *s) {
 
 const char *zf_script_name(const zf_script_t *s) { return s->name; }
 const char *zf_script_file(const zf_script_t *s) { return s->file; }
+const char *zf_script_version(const zf_script_t *s) { return s->version; }
 
 /* ------------------------------------------------------------------------
  * One record, inside the sandbox's protected call: build the record table,

@@ -47,6 +47,10 @@ void zf_script_destroy(zf_script_t *s);
 const char *zf_script_name(const zf_script_t *s);
 const char *zf_script_file(const zf_script_t *s);
 
+/* The script's version: 12 hex digits of a hash of its source text, so two
+ * loads of the same text have the same version. Never fails. */
+const char *zf_script_version(const zf_script_t *s);
+
 /* Call the transform on one record and append its ops to `out`, which the
  * caller provides empty and owns.
  * - ZF_OK: out holds the ops (none when the record is to be skipped);
