@@ -65,6 +65,12 @@
 #endif
 #define HOOK_COUNT ZF_SANDBOX_HOOK_COUNT
 
+/* Collections the hook runs for the memory limit whose time a call is not
+ * charged for; any further ones count. Bounds a call's wall time to its
+ * limit plus this many full collections of a state no larger than the
+ * memory limit. */
+#define FREE_COLLECTIONS 2
+
 /* After a memory kill, allocations may go this far past the limit, so that
  * raising and formatting the error itself does not fail. */
 #define KILL_SLACK_BYTES (1024 * 1024)
@@ -95,6 +101,7 @@ struct zf_sandbox {
     lua_Alloc base_alloc; /* LuaJIT's allocator, which does the work */
     void *base_ud;
     int gc_wanted;       /* the allocator asked the hook to collect */
+    int free_collections; /* left in this call that do not count as time */
 
     /* The current call. */
     int depth;           /* zf_sandbox_pcall nesting; limits apply if > 0 */
@@ -145,21 +152,48 @@ static hook_mode_t resting_hook(const zf_sandbox_t *sb) {
     return sb->lim.timeout_ms > 0 ? HOOK_NORMAL : HOOK_OFF;
 }
 
-/* Set the next collection trigger from what is live now: 3/4 of the way
- * to the limit (the last quarter is room for what one instruction may
- * allocate before the hook runs), but at least 1/16 of the limit away, so
- * that a script whose data grows towards the limit causes a few collections
- * rather than one per shrinking step. */
-static void update_gc_trigger(zf_sandbox_t *sb) {
+/* Pace the collector for the memory limit, taking sb->used as the live
+ * size (exact right after a full collection, an upper bound otherwise).
+ * LuaJIT starts a cycle at `pause`% of the live size (default 200) and does
+ * `stepmul`% of an allocation's size in collection work (default 200), so
+ * by default a state holding L bytes may reach 2L and more before garbage
+ * goes: past the limit once L is over a third of it. With R the room left
+ * (limit - L):
+ * - LuaJIT starts a cycle at L + R/2, and works fast enough to finish it
+ *   within the next R/2 bytes (a cycle's work is about the bytes held);
+ *   with a small live size this is LuaJIT's default pacing;
+ * - should it not keep up, the allocator asks the hook for a full
+ *   collection at L + 3R/4 (the last quarter being room for what one
+ *   instruction may allocate before the hook runs), or at least 1/16 of
+ *   the limit above L, so that data growing towards the limit causes a few
+ *   full collections rather than one per shrinking step. */
+static void pace_gc(zf_sandbox_t *sb) {
     size_t limit = sb->lim.memory_bytes;
     if (!limit) {
         sb->gc_trigger = sb->check_above = SIZE_MAX;
         return;
     }
-    size_t room = sb->used < limit ? limit - sb->used : 0;
+    size_t live = sb->used;
+    size_t room = live < limit ? limit - live : 0;
+    double start = (double)live + (double)(room / 2);
+    double pause = live ? 100 * start / (double)live : 200;
+    double stepmul = room / 2 ? 200 * start / (double)(room / 2) : 1000;
+    lua_gc(sb->L, LUA_GCSETPAUSE, pause > 200 ? 200 : pause < 100 ? 100 : (int)pause);
+    lua_gc(sb->L, LUA_GCSETSTEPMUL,
+           stepmul > 1000 ? 1000 : stepmul < 200 ? 200 : (int)stepmul);
     size_t gap = room / 4 * 3 > limit / 16 ? room / 4 * 3 : limit / 16;
-    sb->gc_trigger = gap < room ? sb->used + gap : limit;
+    sb->gc_trigger = gap < room ? live + gap : limit;
     sb->check_above = sb->depth > 0 ? sb->gc_trigger : SIZE_MAX;
+}
+
+/* A full collection for the memory limit, paced before (the collection
+ * sets LuaJIT's next threshold from the pause) and after (from what is
+ * live). Only where the collector may run: the hook, or outside calls. */
+static void collect(zf_sandbox_t *sb) {
+    pace_gc(sb);
+    lua_gc(sb->L, LUA_GCCOLLECT, 0);
+    sync_used(sb);
+    pace_gc(sb);
 }
 
 static zf_sandbox_t *sandbox_of(lua_State *L) {
@@ -176,10 +210,16 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
     if (sb->depth == 0) /* Lua run by the host outside zf_sandbox_pcall */
         return;
     if (!sb->killed && sb->gc_wanted) {
+        /* Not the script's time, up to FREE_COLLECTIONS per call: with a
+         * large live set a full collection takes longer than the limit
+         * (~3 ms per MB here), and would fail a well-behaved call. */
+        int64_t t0 = now_ns();
         sb->gc_wanted = 0;
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        sync_used(sb);
-        update_gc_trigger(sb);
+        collect(sb);
+        if (sb->free_collections > 0) {
+            sb->free_collections--;
+            sb->deadline_ns += now_ns() - t0;
+        }
         set_hook(sb, resting_hook(sb));
     }
     if (!sb->killed && sb->lim.timeout_ms > 0 && now_ns() >= sb->deadline_ns)
@@ -640,7 +680,7 @@ zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
         zf_sandbox_destroy(sb);
         return NULL;
     }
-    update_gc_trigger(sb);
+    pace_gc(sb);
     set_hook(sb, resting_hook(sb));
     return sb;
 }
@@ -669,7 +709,7 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
 }
 
 /* lua_gc(COLLECT) for lua_cpcall. [-0, +0] */
-static int collect(lua_State *L) {
+static int collect_cp(lua_State *L) {
     lua_gc(L, LUA_GCCOLLECT, 0);
     return 0;
 }
@@ -720,7 +760,7 @@ static int finish_kill(zf_sandbox_t *sb, int status, int base, int errfunc) {
          * bomb leaves large), so go on while collecting still pays. */
         for (int i = 0; i < 8; i++) {
             size_t before = sb->used;
-            if (lua_cpcall(L, collect, NULL) != 0) {
+            if (lua_cpcall(L, collect_cp, NULL) != 0) {
                 lua_pop(L, 1);
                 break;
             }
@@ -728,7 +768,7 @@ static int finish_kill(zf_sandbox_t *sb, int status, int base, int errfunc) {
             if (sb->used > before - before / 8)
                 break;
         }
-        update_gc_trigger(sb);
+        pace_gc(sb);
     }
     return why == KILL_MEMORY ? LUA_ERRMEM : LUA_ERRRUN;
 }
@@ -751,6 +791,7 @@ int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
     if (sb->lim.timeout_ms > 0)
         sb->deadline_ns = now_ns() + (int64_t)sb->lim.timeout_ms * 1000000;
     sb->depth = 1;
+    sb->free_collections = FREE_COLLECTIONS;
     sb->check_above = sb->gc_trigger;
     int status = lua_pcall(L, nargs, nresults, errfunc);
     sb->depth = 0;

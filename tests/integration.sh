@@ -363,7 +363,7 @@ LUA
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
     expect_log "ZooKeeper refused set $root/c: no node" || return 1
     expect_log "(record $t [0] offset 2)" || return 1
-    expect_log "batches)" || return 1
+    expect_log "ZooKeeper batches" || return 1
     printf '%s\t\n%s\ta\n%s\tb\n' "$root" "$root/a" "$root/b" >"$WORK/expected"
     expect_tree "$root" "$WORK/expected" || return 1
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
