@@ -53,6 +53,34 @@ zkflow() {
     timeout 120 "$ZKFLOW" "$@" 2>"$WORK/log"
 }
 
+# keyed TOPIC N KEYS: produce N records; record i has key k(i % KEYS) and
+# value i, so the last record of key kK is the largest i with i % KEYS = K.
+keyed() {
+    awk -v n="$2" -v k="$3" 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % k, i }' | produce "$1"
+}
+
+# expect_last_per_key ROOT N KEYS [SUFFIX]: the tree `keyed` records leave
+# when each key's value goes to ROOT/kK[SUFFIX].
+expect_last_per_key() {
+    {
+        printf '%s\t\n' "$1"
+        awk -v n="$2" -v keys="$3" 'BEGIN { for (i = 0; i < n; i++) last[i % keys] = i
+                                           for (k = 0; k < keys; k++) print "k" k "\t" last[k] }' |
+            sort | awk -F'\t' -v r="$1" -v sfx="${4:-}" '{
+                if (sfx != "") printf "%s/%s\t\n", r, $1
+                printf "%s/%s%s\t%s\n", r, $1, sfx, $2 }'
+    } >"$WORK/expected"
+    expect_tree "$1" "$WORK/expected"
+}
+
+# wait_for_nodes ROOT N: wait (up to 10 s) until ROOT holds more than N nodes.
+wait_for_nodes() {
+    for _ in $(seq 100); do
+        [ "$(tree "$1" 2>/dev/null | wc -l)" -gt "$2" ] && return 0
+        sleep 0.1
+    done
+}
+
 consumed() { # the consumed= count of the last run's summary
     sed -n 's/.*finished: consumed=\([0-9]*\).*/\1/p' "$WORK/log"
 }
@@ -414,7 +442,7 @@ test_bad_config_exits_2() {
 test_two_instances_share_partitions() {
     local t=$RUN-pair root=/$RUN/pair n=30000
     topic "$t" 4
-    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 400, i }' | produce "$t"
+    keyed "$t" $n 400
     cat >"$WORK/pair.lua" <<LUA
 return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
@@ -424,10 +452,7 @@ LUA
         "[script p]" "file = pair.lua" "topics = $t" "root = $root")
     timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/a.log" &
     a=$!
-    for _ in $(seq 100); do
-        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
-        sleep 0.1
-    done
+    wait_for_nodes "$root" 50
     timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/b.log" &
     b=$!
     local sa sb
@@ -437,13 +462,7 @@ LUA
     expect_exit 0 $sa || return 1
     expect_exit 0 $sb || return 1
     expect_log "revoked 2 partition(s)" || return 1
-    {
-        printf '%s\t\n' "$root"
-        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 400] = i
-                             for (k = 0; k < 400; k++) print "k" k "\t" last[k] }' |
-            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t%s\n", r, $1, $2 }'
-    } >"$WORK/expected"
-    expect_tree "$root" "$WORK/expected"
+    expect_last_per_key "$root" $n 400
 }
 
 # A subscribed topic that does not exist: a clear error, exit 1.
@@ -472,7 +491,7 @@ test_zookeeper_unreachable() {
 test_sigterm_drains_and_resumes() {
     local t=$RUN-term root=/$RUN/term n=20000
     topic "$t" 4
-    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 500, i }' | produce "$t"
+    keyed "$t" $n 500
     cat >"$WORK/term.lua" <<LUA
 return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
@@ -482,10 +501,7 @@ LUA
         "[script t]" "file = term.lua" "topics = $t" "root = $root")
     timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
     pid=$!
-    for _ in $(seq 100); do
-        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
-        sleep 0.1
-    done
+    wait_for_nodes "$root" 50
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     expect_log "finishing writes in flight, then committing" || return 1
@@ -494,13 +510,7 @@ LUA
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
     # What the first run did not apply, the second must consume again.
     [ $((first + $(consumed))) -ge $n ] || fail "applied $first + consumed $(consumed) < $n: records lost" || return 1
-    {
-        printf '%s\t\n' "$root"
-        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 500] = i
-                             for (k = 0; k < 500; k++) print "k" k "\t" last[k] }' |
-            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t%s\n", r, $1, $2 }'
-    } >"$WORK/expected"
-    expect_tree "$root" "$WORK/expected"
+    expect_last_per_key "$root" $n 500
 }
 
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
@@ -509,7 +519,7 @@ test_zookeeper_restart_midstream() {
     local t=$RUN-zkrestart root=/$RUN/zkrestart n=20000
     local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
     topic "$t" 4
-    awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % 300, i }' | produce "$t"
+    keyed "$t" $n 300
     cat >"$WORK/zkrestart.lua" <<LUA
 return function(rec) return "$root/" .. rec.key .. "/v", rec.value end
 LUA
@@ -519,23 +529,14 @@ LUA
         "[script z]" "file = zkrestart.lua" "topics = $t" "root = $root")
     timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/log" &
     pid=$!
-    for _ in $(seq 100); do
-        [ "$(tree "$root" 2>/dev/null | wc -l)" -gt 50 ] && break
-        sleep 0.1
-    done
+    wait_for_nodes "$root" 50
     kill -KILL "$(cat "$pidfile")"
     sleep 1
     scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || return 1
     wait $pid; expect_exit 0 $? || return 1
     expect_log "reconnecting" || return 1
     [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n" || return 1
-    {
-        printf '%s\t\n' "$root"
-        awk -v n=$n 'BEGIN { for (i = 0; i < n; i++) last[i % 300] = i
-                             for (k = 0; k < 300; k++) print "k" k "\t" last[k] }' |
-            sort | awk -F'\t' -v r="$root" '{ printf "%s/%s\t\n%s/%s/v\t%s\n", r, $1, r, $1, $2 }'
-    } >"$WORK/expected"
-    expect_tree "$root" "$WORK/expected"
+    expect_last_per_key "$root" $n 300 /v
 }
 
 # ------------------------------------------------------------------ main
