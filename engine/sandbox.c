@@ -11,18 +11,19 @@
  *   "not enough memory". Outside it (setup, loading, whatever the host
  *   pushes between calls) nothing is refused: a refusal there would make
  *   LuaJIT panic, and that memory is the host's.
- *   LuaJIT has no emergency collection, and its collector only starts a
- *   cycle at twice the live size, so a script whose live data is over half
- *   the limit would be refused while garbage is still around. The allocator
- *   therefore asks for a full collection (through the hook, the one place
- *   where the collector may run) when the state passes a trigger 3/4 of
- *   the way from the live size to the limit.
+ *   LuaJIT has no emergency collection, and by default its collector starts
+ *   a cycle only at twice the live size, so a script whose live data is
+ *   over a third of the limit would be refused while garbage is still
+ *   around. So the collector is paced for the limit (pace_gc), and when it
+ *   falls behind anyway the allocator asks the hook, the one place where
+ *   the collector may run mid-call, for a full collection.
  *
  * - Time: a count hook every HOOK_COUNT VM instructions compares a
  *   monotonic clock with the call's deadline. Count hooks never fire inside
- *   JIT-compiled traces, so a limited state runs with the JIT off. In
- *   LuaJIT the hook belongs to the whole state (global_State), not to one
- *   coroutine, so coroutines are covered too.
+ *   JIT-compiled traces, so a limited state (either limit: the memory limit
+ *   needs the hook too) runs with the JIT off. In LuaJIT the hook belongs
+ *   to the whole state (global_State), not to one coroutine, so coroutines
+ *   are covered too.
  *
  * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
  *   returns: the hook runs on every instruction and raises the limit's
@@ -152,6 +153,10 @@ static hook_mode_t resting_hook(const zf_sandbox_t *sb) {
     return sb->lim.timeout_ms > 0 ? HOOK_NORMAL : HOOK_OFF;
 }
 
+static int clamp_int(double v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : (int)v;
+}
+
 /* Pace the collector for the memory limit, taking sb->used as the live
  * size (exact right after a full collection, an upper bound otherwise).
  * LuaJIT starts a cycle at `pause`% of the live size (default 200) and does
@@ -178,9 +183,8 @@ static void pace_gc(zf_sandbox_t *sb) {
     double start = (double)live + (double)(room / 2);
     double pause = live ? 100 * start / (double)live : 200;
     double stepmul = room / 2 ? 200 * start / (double)(room / 2) : 1000;
-    lua_gc(sb->L, LUA_GCSETPAUSE, pause > 200 ? 200 : pause < 100 ? 100 : (int)pause);
-    lua_gc(sb->L, LUA_GCSETSTEPMUL,
-           stepmul > 1000 ? 1000 : stepmul < 200 ? 200 : (int)stepmul);
+    lua_gc(sb->L, LUA_GCSETPAUSE, clamp_int(pause, 100, 200));
+    lua_gc(sb->L, LUA_GCSETSTEPMUL, clamp_int(stepmul, 200, 1000));
     size_t gap = room / 4 * 3 > limit / 16 ? room / 4 * 3 : limit / 16;
     sb->gc_trigger = gap < room ? live + gap : limit;
     sb->check_above = sb->depth > 0 ? sb->gc_trigger : SIZE_MAX;
@@ -211,8 +215,9 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
         return;
     if (!sb->killed && sb->gc_wanted) {
         /* Not the script's time, up to FREE_COLLECTIONS per call: with a
-         * large live set a full collection takes longer than the limit
-         * (~3 ms per MB here), and would fail a well-behaved call. */
+         * large live set a full collection can take longer than the limit
+         * (a 22 MB state: 50-75 ms here, 230 ms with 30 MB of garbage),
+         * and would fail a well-behaved call. */
         int64_t t0 = now_ns();
         sb->gc_wanted = 0;
         collect(sb);
@@ -537,7 +542,8 @@ static int sandbox_require(lua_State *L) {
  * loadfile, load, loadstring, module), reach other functions' environments
  * (getfenv, setfenv), control or observe the collector (collectgarbage,
  * gcinfo), or make userdata with __gc, which would run outside any call
- * (newproxy). require and print are replaced below. */
+ * (newproxy); and the jit library, opened for unlimited states only.
+ * require, print and xpcall are replaced below. */
 static const char *const removed_globals[] = {
     "dofile", "loadfile", "load",    "loadstring",    "module", "getfenv",
     "setfenv", "gcinfo",  "newproxy", "collectgarbage", "jit",   NULL,
@@ -656,8 +662,9 @@ zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
 
     /* LuaJIT's own allocator does the work, wrapped by one that counts (see
      * the top comment); what the state holds so far is its starting count.
-     * Unlike lua_newstate() with an allocator of ours, this also works on
-     * LuaJIT builds without GC64. */
+     * Unlike lua_newstate() with a malloc-based allocator, this is cheaper
+     * per object and works on LuaJIT builds without GC64 too, where
+     * lua_newstate() returns NULL. */
     if (!(sb->L = luaL_newstate())) {
         snprintf(err, errlen, "cannot create a Lua state: out of memory");
         zf_sandbox_destroy(sb);
@@ -691,7 +698,8 @@ void zf_sandbox_destroy(zf_sandbox_t *sb) {
     log_report_dropped(sb);
     if (sb->L) {
         /* lua_close frees LuaJIT's allocator as a whole only when it finds
-         * that allocator installed; with ours it would leak its arena. */
+         * that allocator installed; with ours it would leak its arena
+         * (~200 KB per sandbox). */
         if (sb->base_alloc)
             lua_setallocf(sb->L, sb->base_alloc, sb->base_ud);
         lua_close(sb->L);

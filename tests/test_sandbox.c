@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <time.h>
@@ -549,7 +548,8 @@ static void test_zk_constructors(void **state) {
     assert_string_equal(zk_op(sb, "zk.upsert('/a/b', 'd')"),
                         "data=d op=upsert path=/a/b");
     assert_string_equal(zk_op(sb, "zk.upsert('/a/b')"), "op=upsert path=/a/b");
-    assert_string_equal(zk_op(sb, "zk.set('/a', 'd')"), "data=d op=set path=/a");
+    assert_string_equal(zk_op(sb, "zk.set('/a', 'd')"),
+                        "data=d op=set path=/a");
     assert_string_equal(zk_op(sb, "zk.set('/a', nil, 3)"),
                         "op=set path=/a version=3");
     assert_string_equal(zk_op(sb, "zk.create('/a', 'd')"),
@@ -559,8 +559,9 @@ static void test_zk_constructors(void **state) {
         zk_op(sb, "zk.create('/a', nil, {mode = 'ttl', ttl = 5000, "
                   "version = 1, junk = true})"),
         "mode=ttl op=create path=/a ttl=5000");
-    assert_string_equal(zk_op(sb, "zk.create('/a', 'd', {mode = 'sequential'})"),
-                        "data=d mode=sequential op=create path=/a");
+    assert_string_equal(
+        zk_op(sb, "zk.create('/a', 'd', {mode = 'sequential'})"),
+        "data=d mode=sequential op=create path=/a");
     assert_string_equal(zk_op(sb, "zk.delete('/a')"), "op=delete path=/a");
     /* Only version and recursive are taken from opts. */
     assert_string_equal(
@@ -853,11 +854,31 @@ static void test_memory_limit_collects_first(void **state) {
         eval(sb, "keep = {}\n"
                  "for i = 1, 2500 do keep[i] = string.rep('k', 1000) .. i end\n"
                  "local n = 0\n"
-                 "for i = 1, 400 do n = n + #(string.rep('x', 50000) .. i) end\n"
+                 "for i = 1, 400 do\n"
+                 "  n = n + #(string.rep('x', 50000) .. i)\n"
+                 "end\n"
                  "return tostring(n)"),
         "20001092");
     /* The live data is still there: another call can use it. */
     assert_string_equal(eval(sb, "return tostring(#keep)"), "2500");
+    zf_sandbox_destroy(sb);
+}
+
+/* The same with many small objects and garbage made a little at a time
+ * over many calls, as transforms do: the collector is paced to finish its
+ * cycles below the limit. */
+static void test_memory_limit_half_full(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(1000, 8 * MB);
+    assert_string_equal(eval(sb, "keep = {}\n"
+                                 "for i = 1, 40000 do keep[i] = {i} end\n"
+                                 "return 'kept'"),
+                        "kept");
+    assert_true(lua_bytes(zf_sandbox_lua(sb)) > 3 * MB);
+    for (int i = 0; i < 300; i++)
+        eval(sb, "local t = {} for i = 1, 500 do t[i] = {i, tostring(i)} end "
+                 "return #t");
+    assert_string_equal(eval(sb, "return tostring(#keep)"), "40000");
     zf_sandbox_destroy(sb);
 }
 
@@ -921,6 +942,7 @@ int main(void) {
         cmocka_unit_test(test_memory_limit_with_time_limit),
         cmocka_unit_test(test_memory_limit_not_catchable),
         cmocka_unit_test(test_memory_limit_collects_first),
+        cmocka_unit_test(test_memory_limit_half_full),
         cmocka_unit_test(test_memory_host_allocations),
         cmocka_unit_test(test_memory_limit_too_small),
     };
