@@ -168,8 +168,11 @@ zf_script_t *zf_script_new(const char *name, const char *file,
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         goto err;
     }
-    if (zf_sandbox_pcall(s->sb, 0, 1, -2) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    rc = zf_sandbox_pcall(s->sb, 0, 1, -2);
+    if (rc != 0) {
+        /* The handler does not run for memory errors: add the file. */
+        snprintf(err, errlen, rc == LUA_ERRMEM ? "%s: %s" : "%.0s%s", file,
+                 lua_tostring(L, -1));
         goto err;
     }
     if (!lua_isfunction(L, -1)) {

@@ -229,6 +229,15 @@ static void test_load_errors(void **state) {
     snprintf(want, sizeof want, "%s:2: init failed", path);
     assert_string_equal(err, want);
 
+    /* Running out of memory while loading still names the file. */
+    path = write_temp("big.lua", "local t = string.rep('x', 32 * 1024 * 1024)\n"
+                                 "return function(r) end\n");
+    zf_script_opts_t small = zf_script_opts_default;
+    small.memory_mb = 16;
+    assert_null(zf_script_new("s", path, &small, err, sizeof err));
+    snprintf(want, sizeof want, "%s: memory limit of 16 MB exceeded", path);
+    assert_string_equal(err, want);
+
     assert_null(zf_script_new("s", "/nonexistent.lua", &zf_script_opts_default, err,
                           sizeof err));
     assert_non_null(strstr(err, "/nonexistent.lua: cannot open"));
