@@ -123,8 +123,21 @@ static int set_params(lua_State *L) {
 zf_script_t *zf_script_new(const char *name, const char *file,
                            const zf_script_opts_t *opts, char *err,
                            size_t errlen) {
+    size_t len;
+    char *src = read_file(file, &len, err, errlen);
+    if (!src)
+        return NULL;
+    zf_script_t *s = zf_script_new_text(name, file, src, len, opts, err,
+                                        errlen);
+    free(src);
+    return s;
+}
+
+zf_script_t *zf_script_new_text(const char *name, const char *file,
+                                const char *src, size_t len,
+                                const zf_script_opts_t *opts, char *err,
+                                size_t errlen) {
     zf_script_t *s = calloc(1, sizeof *s);
-    char *src = NULL;
     if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file)) ||
         !(s->root = strdup(opts->root))) {
         snprintf(err, errlen, "%s: out of memory", file);
@@ -132,9 +145,6 @@ zf_script_t *zf_script_new(const char *name, const char *file,
     }
     s->ops = opts->ops;
     s->fn_ref = LUA_NOREF;
-    size_t len;
-    if (!(src = read_file(file, &len, err, errlen)))
-        goto err;
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)src[i]) * 1099511628211ull;
@@ -187,10 +197,8 @@ zf_script_t *zf_script_new(const char *name, const char *file,
     s->fn_line = ar.linedefined;
     s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
-    free(src);
     return s;
 err:
-    free(src);
     zf_script_destroy(s);
     return NULL;
 }

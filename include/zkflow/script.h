@@ -41,6 +41,14 @@ zf_script_t *zf_script_new(const char *name, const char *file,
                            const zf_script_opts_t *opts, char *err,
                            size_t errlen);
 
+/* Like zf_script_new, with the source text given (len bytes, borrowed)
+ * instead of read from a file; `file` only names it in versions' log lines
+ * and error messages (e.g. "zk:/zkflow/scripts/devices"). */
+zf_script_t *zf_script_new_text(const char *name, const char *file,
+                                const char *src, size_t len,
+                                const zf_script_opts_t *opts, char *err,
+                                size_t errlen);
+
 /* Free the sandbox and everything the script owns; accepts NULL. */
 void zf_script_destroy(zf_script_t *s);
 
