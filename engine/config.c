@@ -27,7 +27,8 @@ typedef struct config_key {
     key_type_t type;
     key_owner_t owner;   /* which struct `offset` points into */
     size_t offset;
-    const char *def;     /* default as text; NULL when required */
+    const char *def;     /* default as text; NULL when required, "" when
+                            optional without a default */
     long min, max;       /* KEY_INT bounds */
     const char *choices; /* KEY_ENUM: space-separated words */
     const char *doc;
@@ -55,8 +56,11 @@ static const config_key_t keys[] = {
     {"engine", "batch_max_bytes", KEY_INT, CFG(batch_max_bytes), "512000",
      1024, 1000000, NULL,
      "bytes of paths and data per multi (ZooKeeper's limit is 1 MiB)"},
-    {"script", "file", KEY_FILE, SCR(file), NULL, 0, 0, NULL,
+    {"script", "file", KEY_FILE, SCR(file), "", 0, 0, NULL,
      "the Lua transform; relative paths start at the config file's directory"},
+    {"script", "source", KEY_STRING, SCR(source), "", 0, 0, NULL,
+     "zk:/PATH: the Lua transform is kept in that znode instead of a file "
+     "(give file or source)"},
     {"script", "topics", KEY_STRING, SCR(topics), NULL, 0, 0, NULL,
      "comma-separated Kafka topics routed to this script"},
     {"script", "root", KEY_ZNODE, SCR(root), "/", 0, 0, NULL,
@@ -86,6 +90,18 @@ typedef struct parse {
     unsigned char seen[NKEYS]; /* keys set in the current section */
     int seen_kafka, seen_zk, seen_engine;
 } parse_t;
+
+/* Append "[section] key = value\n" to a section signature. */
+static int sig_add(char **sig, const char *section, const char *name,
+                   const char *value) {
+    char *s = NULL;
+    if (asprintf(&s, "%s[%s] %s = %s\n", *sig ? *sig : "", section, name,
+                 value) < 0)
+        return -1;
+    free(*sig);
+    *sig = s;
+    return 0;
+}
 
 static void fail(parse_t *p, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -342,6 +358,11 @@ static int on_key(void *user, const char *section, const char *name,
         fail(p, p->line, "%s has an empty value", name);
         return 0;
     }
+    if (sig_add(p->script ? &p->script->sig : &p->cfg->restart_sig,
+                p->section, name, value) != 0) {
+        fail(p, p->line, "out of memory");
+        return 0;
+    }
     if (strcmp(p->section, "kafka") == 0)
         return add_kv(p, &p->cfg->kafka, &p->cfg->nkafka, "", name, value);
     if (strcmp(p->section, "script") == 0 &&
@@ -365,7 +386,8 @@ static int on_key(void *user, const char *section, const char *name,
             return 0;
         }
         p->seen[i] = 1;
-        if (keys[i].type == KEY_FILE && p->script)
+        if (p->script && (strcmp(name, "file") == 0 ||
+                          strcmp(name, "source") == 0))
             p->script->file_line = p->line;
         return set_value(p, &keys[i], value, p->line) == 0;
     }
@@ -385,6 +407,8 @@ static void apply_defaults(parse_t *p, key_owner_t owner, zf_script_conf_t *sc,
                                        : *(char **)dst == NULL;
         if (!unset)
             continue;
+        if (k->def && !*k->def)
+            continue; /* optional */
         if (!k->def) {
             fail(p, line, "[%s%s%s] needs a '%s' key", section, sc ? " " : "",
                  sc ? sc->name : "", k->name);
@@ -454,6 +478,30 @@ static void parse_ops(parse_t *p, zf_script_conf_t *sc) {
         fail(p, sc->line, "[script %s] ops lists no op", sc->name);
 }
 
+/* Exactly one of file and source; source is zk:/PATH. */
+static void check_source(parse_t *p, zf_script_conf_t *sc) {
+    if (!sc->file == !sc->source) {
+        fail(p, sc->file ? sc->file_line : sc->line,
+             sc->file ? "[script %s] has both file and source: give one"
+                      : "[script %s] needs a 'file' or a 'source' key",
+             sc->name);
+        return;
+    }
+    if (!sc->source)
+        return;
+    char why[128];
+    if (strncmp(sc->source, "zk:", 3) != 0) {
+        fail(p, sc->file_line, "source: '%s' is not zk:/PATH (a script in a "
+                               "file is given with file =)",
+             sc->source);
+        return;
+    }
+    sc->zk_path = sc->source + 3;
+    if (zf_path_check(sc->zk_path, strlen(sc->zk_path), why, sizeof why) !=
+        ZF_OK)
+        fail(p, sc->file_line, "source: '%s': %s", sc->zk_path, why);
+}
+
 static int kafka_has(const zf_config_t *cfg, const char *key) {
     for (size_t i = 0; i < cfg->nkafka; i++)
         if (strcmp(cfg->kafka[i].key, key) == 0)
@@ -477,6 +525,8 @@ static void validate(parse_t *p) {
     for (size_t i = 0; i < cfg->nscripts && !p->err_line; i++) {
         zf_script_conf_t *sc = &cfg->scripts[i];
         apply_defaults(p, OWNER_SCRIPT, sc, "script", sc->line);
+        if (!p->err_line)
+            check_source(p, sc);
         if (!p->err_line && split_topics(p, sc) != 0)
             fail(p, sc->line, "out of memory");
         if (!p->err_line)
@@ -548,12 +598,15 @@ void zf_config_destroy(zf_config_t *cfg) {
         free(sc->topic);
         free(sc->name);
         free(sc->file);
+        free(sc->source);
+        free(sc->sig);
         free(sc->topics);
         free(sc->root);
         free(sc->ops_list);
         free_kvs(sc->params, sc->nparams);
     }
     free(cfg->scripts);
+    free(cfg->restart_sig);
     free(cfg->zk_connect);
     free(cfg->delivery);
     free(cfg->path);

@@ -12,6 +12,7 @@
 #include "zkflow/config.h"
 #include "zkflow/engine.h"
 #include "zkflow/error.h"
+#include "zkflow/fixture.h"
 #include "zkflow/jsonl.h"
 #include "zkflow/log.h"
 #include "zkflow/op.h"
@@ -127,98 +128,6 @@ typedef struct test_args {
     size_t nparams;
 } test_args_t;
 
-/* One line of the expected file. */
-typedef struct expected {
-    char *text; /* without its newline */
-    int line;   /* line number in the file */
-} expected_t;
-
-/* Read a line into *buf without its "\n" or "\r\n". Returns its length,
- * or -1 at the end of the file or on a read error (see ferror). */
-static ssize_t read_line(FILE *fp, char **buf, size_t *cap) {
-    ssize_t n = getline(buf, cap, fp);
-    if (n < 0)
-        return -1;
-    if (n > 0 && (*buf)[n - 1] == '\n')
-        (*buf)[--n] = '\0';
-    if (n > 0 && (*buf)[n - 1] == '\r')
-        (*buf)[--n] = '\0';
-    return n;
-}
-
-static void free_expected(expected_t *e, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        free(e[i].text);
-    free(e);
-}
-
-/* Read the expected results, skipping blank and comment lines; each line
- * must be JSON. *nlines is the number of lines in the file. Returns
- * ZF_EXIT_OK, or another status after printing "FILE:LINE: message". */
-static int read_expected(const char *path, expected_t **out, size_t *nout,
-                         int *nlines) {
-    FILE *fp = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    const char *name = fp == stdin ? "<stdin>" : path;
-    if (!fp) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return ZF_EXIT_USAGE;
-    }
-    expected_t *e = NULL;
-    size_t n = 0, cap = 0, bufcap = 0;
-    char *buf = NULL, err[512];
-    int lineno = 0, status = ZF_EXIT_OK;
-    ssize_t len;
-    while ((len = read_line(fp, &buf, &bufcap)) >= 0) {
-        lineno++;
-        if (zf_jsonl_is_blank(buf, (size_t)len))
-            continue;
-        if (strlen(buf) != (size_t)len) {
-            fprintf(stderr, "%s:%d: the line contains a NUL byte\n", name,
-                    lineno);
-            status = ZF_EXIT_USAGE;
-            break;
-        }
-        /* Compared with itself, a line fails only when it is not JSON. */
-        if (zf_jsonl_equal(buf, buf, err, sizeof err) < 0) {
-            fprintf(stderr, "%s:%d: %s\n", name, lineno, err);
-            status = ZF_EXIT_USAGE;
-            break;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            expected_t *ne = realloc(e, cap * sizeof *e);
-            if (!ne) {
-                fprintf(stderr, "%s: out of memory\n", name);
-                status = ZF_EXIT_FAILURE;
-                break;
-            }
-            e = ne;
-        }
-        e[n].line = lineno;
-        if (!(e[n].text = strdup(buf))) {
-            fprintf(stderr, "%s: out of memory\n", name);
-            status = ZF_EXIT_FAILURE;
-            break;
-        }
-        n++;
-    }
-    if (status == ZF_EXIT_OK && ferror(fp)) {
-        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
-        status = ZF_EXIT_USAGE;
-    }
-    free(buf);
-    if (fp != stdin)
-        fclose(fp);
-    if (status != ZF_EXIT_OK) {
-        free_expected(e, n);
-        return status;
-    }
-    *out = e;
-    *nout = n;
-    *nlines = lineno;
-    return ZF_EXIT_OK;
-}
-
 /* A label for the script's log lines: its file name without ".lua". */
 static void script_label(const char *file, char *out, size_t outlen) {
     const char *base = strrchr(file, '/');
@@ -227,6 +136,25 @@ static void script_label(const char *file, char *out, size_t outlen) {
     if (n > 4 && strcmp(base + n - 4, ".lua") == 0)
         n -= 4;
     snprintf(out, outlen, "%.*s", (int)n, base);
+}
+
+/* How `zkflow test` shows each outcome: the result lines, or with --expect
+ * the differences. */
+static int show_result(void *ctx, const zf_fixture_line_t *l) {
+    const test_args_t *a = ctx;
+    if (!a->expect) {
+        /* One line at a time, so results appear as records are typed. */
+        printf("%s\n", l->actual);
+        fflush(stdout);
+    } else if (!l->matched) {
+        /* Line numbers are the expected file's: where the result is, or
+         * where it would go. */
+        printf("line %d: expected %s\n", l->expected_line,
+               l->expected ? l->expected : "nothing (no more lines)");
+        printf("line %d: actual   %s\n", l->expected_line,
+               l->actual ? l->actual : "nothing (no more records)");
+    }
+    return 0;
 }
 
 /* `zkflow test`: see usage(). Returns an exit status. */
@@ -244,100 +172,43 @@ static int cmd_test(const test_args_t *a) {
         fprintf(stderr, "%s\n", err);
         return ZF_EXIT_USAGE;
     }
-    expected_t *exp = NULL;
-    size_t nexp = 0;
-    int explines = 0;
-    if (a->expect) {
-        int st = read_expected(a->expect, &exp, &nexp, &explines);
-        if (st != ZF_EXIT_OK) {
-            zf_script_destroy(s);
-            return st;
-        }
+    zf_expected_t *exp = NULL;
+    zf_err_t rc;
+    if (a->expect &&
+        (rc = zf_expected_read(a->expect, &exp, err, sizeof err)) != ZF_OK) {
+        fprintf(stderr, "%s\n", err);
+        zf_script_destroy(s);
+        return rc == ZF_ENOMEM ? ZF_EXIT_FAILURE : ZF_EXIT_USAGE;
     }
     int from_stdin = !a->records || strcmp(a->records, "-") == 0;
-    const char *name = from_stdin ? "<stdin>" : a->records;
     FILE *fp = from_stdin ? stdin : fopen(a->records, "r");
     if (!fp) {
         fprintf(stderr, "%s: cannot open: %s\n", a->records, strerror(errno));
-        free_expected(exp, nexp);
+        zf_expected_free(exp);
         zf_script_destroy(s);
         return ZF_EXIT_USAGE;
     }
-
+    zf_fixture_stats_t st;
+    rc = zf_fixture_run(s, fp, from_stdin ? "<stdin>" : a->records, exp,
+                        show_result, (void *)a, &st, err, sizeof err);
     int status = ZF_EXIT_OK;
-    size_t nrec = 0, failed = 0, matched = 0, differed = 0, bufcap = 0;
-    char *buf = NULL;
-    int lineno = 0;
-    ssize_t len;
-    zf_oplist_t ops = {0};
-    while ((len = read_line(fp, &buf, &bufcap)) >= 0) {
-        lineno++;
-        zf_jsonl_record_t *r;
-        zf_err_t rc = zf_jsonl_parse_record(buf, (size_t)len, (int64_t)nrec,
-                                            &r, err, sizeof err);
-        if (rc != ZF_OK) {
-            fprintf(stderr, "%s:%d: %s\n", name, lineno, err);
-            status = rc == ZF_ERECORD ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
-            break;
-        }
-        if (!r)
-            continue; /* blank or comment */
-        rc = zf_script_transform(s, &r->rec, &ops, err, sizeof err);
-        if (rc != ZF_OK)
-            failed++;
-        char *out = zf_jsonl_format_result(r->rec.offset, &ops,
-                                           rc == ZF_OK ? NULL : err);
-        zf_oplist_clear(&ops);
-        zf_jsonl_record_free(r);
-        if (!out) {
-            fprintf(stderr, "%s:%d: out of memory\n", name, lineno);
+    if (rc != ZF_OK) {
+        fprintf(stderr, "%s\n", err);
+        status = rc == ZF_ENOMEM ? ZF_EXIT_FAILURE : ZF_EXIT_USAGE;
+    } else if (a->expect) {
+        if (st.expected != st.records)
+            printf("expected %zu result(s), got %zu\n", st.expected,
+                   st.records);
+        printf("%zu records: %zu matched, %zu differed\n", st.records,
+               st.matched, st.differed);
+        if (st.differed || st.expected != st.records)
             status = ZF_EXIT_FAILURE;
-            break;
-        }
-        if (!a->expect) {
-            /* One line at a time, so results appear as records are typed. */
-            printf("%s\n", out);
-            fflush(stdout);
-        } else if (nrec < nexp &&
-                   zf_jsonl_equal(out, exp[nrec].text, err, sizeof err) == 1) {
-            matched++;
-        } else {
-            /* Line numbers are the expected file's: where the result is, or
-             * where it would go. */
-            differed++;
-            size_t at = nrec < nexp ? (size_t)exp[nrec].line
-                                    : (size_t)explines + nrec - nexp + 1;
-            printf("line %zu: expected %s\n", at,
-                   nrec < nexp ? exp[nrec].text : "nothing (no more lines)");
-            printf("line %zu: actual   %s\n", at, out);
-        }
-        free(out);
-        nrec++;
-    }
-    if (status == ZF_EXIT_OK && ferror(fp)) {
-        fprintf(stderr, "%s: cannot read: %s\n", name, strerror(errno));
-        status = ZF_EXIT_USAGE;
-    }
-    if (status == ZF_EXIT_OK && a->expect) {
-        for (size_t i = nrec; i < nexp; i++) {
-            printf("line %d: expected %s\n", exp[i].line, exp[i].text);
-            printf("line %d: actual   nothing (no more records)\n",
-                   exp[i].line);
-        }
-        if (nexp != nrec)
-            printf("expected %zu result(s), got %zu\n", nexp, nrec);
-        printf("%zu records: %zu matched, %zu differed\n", nrec, matched,
-               differed);
-        if (differed || nexp != nrec)
-            status = ZF_EXIT_FAILURE;
-    } else if (status == ZF_EXIT_OK && failed) {
+    } else if (st.failed) {
         status = ZF_EXIT_FAILURE;
     }
-    zf_oplist_free(&ops);
-    free(buf);
     if (fp != stdin)
         fclose(fp);
-    free_expected(exp, nexp);
+    zf_expected_free(exp);
     zf_script_destroy(s);
     return status;
 }

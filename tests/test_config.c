@@ -142,7 +142,7 @@ static void test_missing_required(void **state) {
                  "needs 'group.id'");
     expect_error(GOOD_KAFKA GOOD_ZK, 5, "no [script NAME] section");
     expect_error(GOOD_KAFKA GOOD_ZK "[script s]\ntopics = t\n", 6,
-                 "[script s] needs a 'file' key");
+                 "[script s] needs a 'file' or a 'source' key");
     expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\n", 6,
                  "[script s] needs a 'topics' key");
     expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\ntopics = ,\n", 6,
@@ -227,6 +227,23 @@ static void test_script_keys(void **state) {
     assert_int_equal(cfg->scripts[0].memory_mb, 64);
     assert_int_equal(cfg->scripts[0].nparams, 0);
     zf_config_destroy(cfg);
+
+    /* A script kept in a znode; a section's signature changes with it. */
+    path = write_temp("zk.ini", GOOD_KAFKA GOOD_ZK
+                      "[script z]\nsource = zk:/zkflow/scripts/z\ntopics = t\n");
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_null(cfg->scripts[0].file);
+    assert_string_equal(cfg->scripts[0].zk_path, "/zkflow/scripts/z");
+    assert_non_null(strstr(cfg->scripts[0].sig, "source = zk:/zkflow"));
+    assert_null(strstr(cfg->restart_sig, "source"));
+    assert_non_null(strstr(cfg->restart_sig, "[kafka] group.id = "));
+    zf_config_destroy(cfg);
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "source = zk:/a\n", 9,
+                 "[script s] has both file and source");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nsource = /a\ntopics = t\n",
+                 7, "source: '/a' is not zk:/PATH");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nsource = zk:a/\ntopics = t\n",
+                 7, "source: 'a/':");
 
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "ops = set, remove\n", 6,
                  "[script s] ops: unknown op 'remove'");

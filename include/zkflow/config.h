@@ -21,8 +21,11 @@ typedef struct zf_kv {
 typedef struct zf_script_conf {
     char *name;     /* from the section header [script NAME] */
     int line;       /* line of the section header */
-    char *file;     /* script path, resolved against the config file's dir */
-    int file_line;  /* line of the file = key */
+    char *file;     /* script path, resolved against the config file's dir,
+                       or NULL when the script is kept in a znode */
+    char *source;   /* "zk:/PATH" as written, or NULL (then file is set) */
+    const char *zk_path; /* the PATH inside source, or NULL */
+    int file_line;  /* line of the file = or source = key */
     char *topics;   /* comma-separated list as written */
     char **topic;   /* parsed list, ntopics entries */
     size_t ntopics;
@@ -33,6 +36,8 @@ typedef struct zf_script_conf {
     int memory_mb;  /* memory limit of the script's state, 0 = none */
     zf_kv_t *params; /* param.NAME = value keys, NAME without "param." */
     size_t nparams;
+    char *sig;      /* every key = value of the section: equal signatures,
+                       equal sections */
 } zf_script_conf_t;
 
 typedef struct zf_config {
@@ -50,6 +55,8 @@ typedef struct zf_config {
     int batch_max_bytes;   /* paths + data per ZooKeeper multi */
     zf_script_conf_t *scripts;
     size_t nscripts;
+    char *restart_sig; /* every key = value of [kafka], [zookeeper] and
+                          [engine]: what a reload cannot change */
 } zf_config_t;
 
 /* Read and validate the configuration file at `path`.
