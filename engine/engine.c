@@ -14,22 +14,20 @@
 #include "zkflow/jsonl.h"
 #include "zkflow/log.h"
 #include "zkflow/script.h"
+#include "zkflow/scriptset.h"
 #include "zkflow/source.h"
 #include "zkflow/tracker.h"
-#include "zkflow/watch.h"
 #include "zkflow/zk.h"
 
 /* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
 #define TAKE_BATCH 512
 /* How long the final offset commit may take before zkflow gives up on it. */
 #define COMMIT_WAIT_MS 30000
-/* Editors write a file in several steps: reload once it has been quiet. */
-#define RELOAD_SETTLE_MS 50
 
 typedef struct engine {
-    const zf_config_t *cfg;
+    const zf_config_t *cfg; /* as started: [kafka], [zookeeper], [engine] */
     zf_run_opts_t opts;
-    zf_script_t **scripts; /* parallel to cfg->scripts */
+    zf_scriptset_t *scripts; /* the [script] sections in force */
     zf_zk_t *zk;
     zf_source_t *src;
     zf_partition_t **parts; /* assigned partitions */
@@ -41,9 +39,7 @@ typedef struct engine {
     int kafka_pending;  /* the consumer may hold more records right now */
     zf_zk_item_t *batch; /* room for one batch (batch_cap records) */
     size_t batch_cap;
-    zf_watch_t *watch;  /* script files; NULL when inotify is unavailable */
-    int64_t *reload_at; /* per script: reload due then (ms), or 0 */
-    uint64_t reloads, reload_rejects;
+    int reconfigure;    /* SIGHUP: read the configuration again */
     uint64_t consumed, applied, skipped;
     uint64_t batches;   /* multis (or solo writes) sent */
 } engine_t;
@@ -55,51 +51,17 @@ static void fail(engine_t *e) {
     e->status = ZF_EXIT_FAILURE;
 }
 
-/* The script options a [script] section asks for. */
-static zf_script_opts_t script_opts(const zf_script_conf_t *sc) {
-    return (zf_script_opts_t){
-        .root = sc->root,
-        .ops = sc->ops,
-        .params = sc->params,
-        .nparams = sc->nparams,
-        .timeout_ms = sc->timeout_ms,
-        .memory_mb = sc->memory_mb,
-    };
+/* The script of a partition's topic, or NULL once no section lists it. */
+static const char *script_name(const zf_partition_t *p) {
+    return p->script ? zf_script_name(p->script) : "(none)";
 }
 
-zf_script_t **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
-                                     size_t errlen) {
-    zf_script_t **s = calloc(cfg->nscripts ? cfg->nscripts : 1, sizeof *s);
-    if (!s) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    for (size_t i = 0; i < cfg->nscripts; i++) {
-        const zf_script_conf_t *sc = &cfg->scripts[i];
-        const zf_script_opts_t opts = script_opts(sc);
-        char why[1024];
-        s[i] = zf_script_new(sc->name, sc->file, &opts, why, sizeof why);
-        if (!s[i]) {
-            snprintf(err, errlen, "%s:%d: [script %s]: %s", cfg->path,
-                     sc->file_line, sc->name, why);
-            zf_engine_scripts_free(cfg, s);
-            return NULL;
-        }
-    }
-    return s;
-}
-
-void zf_engine_scripts_free(const zf_config_t *cfg, zf_script_t **s) {
-    if (!s)
-        return;
-    for (size_t i = 0; i < cfg->nscripts; i++)
-        zf_script_destroy(s[i]);
-    free(s);
-}
-
-static zf_script_t *script_for(engine_t *e, const char *topic) {
-    const zf_script_conf_t *sc = zf_config_script_for_topic(e->cfg, topic);
-    return sc ? e->scripts[sc - e->cfg->scripts] : NULL;
+/* After scripts were swapped or sections changed: every partition takes
+ * the script now in force for its topic, from its next record on. */
+static void repoint(engine_t *e) {
+    for (size_t i = 0; i < e->nparts; i++)
+        e->parts[i]->script = zf_scriptset_for_topic(e->scripts,
+                                                     e->parts[i]->topic);
 }
 
 static zf_partition_t *find_part(engine_t *e, const char *topic, int32_t part) {
@@ -150,7 +112,7 @@ static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
             abort();
         }
         p->owner = e;
-        p->script = script_for(e, p->topic);
+        p->script = zf_scriptset_for_topic(e->scripts, p->topic);
         if (e->opts.exit_on_eof)
             p->end = zf_source_end_offset(e->src, p->topic, p->partition);
         e->parts[e->nparts++] = p;
@@ -206,7 +168,7 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     }
     zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
                   "without committing it",
-             zf_script_name(p->script), why, p->topic, p->partition,
+             script_name(p), why, p->topic, p->partition,
              (long long)en->offset);
     /* Not applied, so never committable: the record stays for a restart,
      * and nothing after it in this partition may overtake it. */
@@ -233,6 +195,8 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
         return; /* from a partition revoked since it was fetched */
     if (p->next_offset >= 0 && rec->offset < p->next_offset)
         return; /* delivered again after a pause; already taken */
+    if (!p->script)
+        return; /* its section was removed: left for whoever reads it next */
     p->next_offset = p->position = rec->offset + 1;
     e->consumed++;
 
@@ -360,66 +324,13 @@ static void check_services(engine_t *e) {
     }
 }
 
-/* Load script i again and, if the new version compiles and initialises,
- * swap it in between two records; otherwise keep the running one. Records
- * already transformed keep the ops the old version gave them. */
-static void reload_script(engine_t *e, size_t i) {
-    const zf_script_conf_t *sc = &e->cfg->scripts[i];
-    zf_script_t *old = e->scripts[i];
-    const zf_script_opts_t opts = script_opts(sc);
-    char err[2048];
-    zf_script_t *s = zf_script_new(sc->name, sc->file, &opts, err, sizeof err);
-    if (!s) {
-        e->reload_rejects++;
-        zf_error(LOG, "script %s: reload rejected, version %s keeps running: %s",
-                 sc->name, zf_script_version(old), err);
-        return;
-    }
-    if (strcmp(zf_script_version(s), zf_script_version(old)) == 0) {
-        zf_debug(LOG, "script %s: unchanged (version %s)", sc->name,
-                 zf_script_version(old));
-        zf_script_destroy(s);
-        return;
-    }
-    for (size_t k = 0; k < e->nparts; k++)
-        if (e->parts[k]->script == old)
-            e->parts[k]->script = s;
-    e->scripts[i] = s;
-    e->reloads++;
-    zf_info(LOG, "script %s: reloaded, version %s -> %s", sc->name,
-            zf_script_version(old), zf_script_version(s));
-    zf_script_destroy(old);
-}
-
-static void on_script_changed(void *ctx, int id) {
-    engine_t *e = ctx;
-    e->reload_at[id] = zf_now_ms() + RELOAD_SETTLE_MS;
-}
-
-/* Reload the scripts whose time has come; returns the ms until the next
- * one is due, or -1. */
-static int reload_due(engine_t *e) {
-    int64_t now = zf_now_ms(), next = -1;
-    for (size_t i = 0; i < e->cfg->nscripts; i++) {
-        if (!e->reload_at[i])
-            continue;
-        if (e->reload_at[i] <= now) {
-            e->reload_at[i] = 0;
-            reload_script(e, i);
-        } else if (next < 0 || e->reload_at[i] - now < next) {
-            next = e->reload_at[i] - now;
-        }
-    }
-    return (int)next;
-}
-
 static void on_signal(engine_t *e) {
     struct signalfd_siginfo si;
     while (read(e->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGHUP) {
-            zf_info(LOG, "SIGHUP: reloading every script");
-            for (size_t i = 0; i < e->cfg->nscripts; i++)
-                e->reload_at[i] = zf_now_ms();
+            zf_info(LOG, "SIGHUP: reading the configuration and every script "
+                         "again");
+            e->reconfigure = 1;
             continue;
         }
         if (e->stopping) {
@@ -480,6 +391,24 @@ static int ended(engine_t *e, size_t waiting) {
     return 1;
 }
 
+/* SIGHUP: take the configuration file's [script] sections as they are now,
+ * then reload every script. */
+static void reconfigure(engine_t *e) {
+    e->reconfigure = 0;
+    int topics_changed;
+    if (zf_scriptset_reconfigure(e->scripts, &topics_changed)) {
+        repoint(e);
+        char err[512];
+        if (topics_changed &&
+            zf_source_subscribe(e->src, zf_scriptset_config(e->scripts), err,
+                                sizeof err) != ZF_OK)
+            zf_error(LOG, "%s", err);
+        else if (topics_changed)
+            zf_info(LOG, "subscribed to the new set of topics");
+    }
+    zf_scriptset_reload_all(e->scripts);
+}
+
 static void loop(engine_t *e) {
     for (;;) {
         take_records(e);
@@ -494,10 +423,10 @@ static void loop(engine_t *e) {
             {.fd = e->sigfd, .events = POLLIN},
             {.fd = zf_zk_fd(e->zk), .events = POLLIN},
             {.fd = zf_source_fd(e->src), .events = POLLIN},
-            {.fd = e->watch ? zf_watch_fd(e->watch) : -1, .events = POLLIN},
+            {.fd = zf_scriptset_fd(e->scripts), .events = POLLIN},
         };
         int timeout = zf_zk_next_timeout_ms(e->zk);
-        int reload = reload_due(e);
+        int reload = zf_scriptset_timeout_ms(e->scripts);
         if (reload >= 0 && (timeout < 0 || reload < timeout))
             timeout = reload;
         if (e->kafka_pending)
@@ -513,13 +442,17 @@ static void loop(engine_t *e) {
         }
         if (pfd[0].revents)
             on_signal(e);
-        if (pfd[3].revents)
-            zf_watch_read(e->watch, on_script_changed, e);
+        if (e->reconfigure)
+            reconfigure(e);
+        if (zf_scriptset_process(e->scripts))
+            repoint(e);
         zf_zk_process(e->zk);
     }
 }
 
 static void report(const engine_t *e, int64_t started_ms) {
+    uint64_t reloads, rejected;
+    zf_scriptset_counts(e->scripts, &reloads, &rejected);
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
                  "(%.0f records/s, %llu ZooKeeper batches, %llu script "
@@ -527,8 +460,8 @@ static void report(const engine_t *e, int64_t started_ms) {
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
             (unsigned long long)e->skipped, secs,
             secs > 0 ? (double)e->consumed / secs : 0.0,
-            (unsigned long long)e->batches, (unsigned long long)e->reloads,
-            (unsigned long long)e->reload_rejects);
+            (unsigned long long)e->batches, (unsigned long long)reloads,
+            (unsigned long long)rejected);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
@@ -555,27 +488,13 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         zf_error(LOG, "out of memory");
         goto out;
     }
-    if (!(e.scripts = zf_engine_scripts_load(cfg, err, sizeof err))) {
+    zf_err_t rc = zf_scriptset_new(cfg, 1, &e.scripts, err, sizeof err);
+    if (rc != ZF_OK) {
         fprintf(stderr, "%s\n", err);
+        status = rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
         goto out;
     }
-    if (!(e.reload_at = calloc(cfg->nscripts, sizeof *e.reload_at))) {
-        zf_error(LOG, "out of memory");
-        goto out;
-    }
-    /* Scripts reload when their file changes (and on SIGHUP). */
-    if (!(e.watch = zf_watch_new(err, sizeof err)))
-        zf_warn(LOG, "%s: scripts reload on SIGHUP only", err);
-    for (size_t i = 0; i < cfg->nscripts; i++) {
-        const zf_script_conf_t *sc = &cfg->scripts[i];
-        zf_info(LOG, "script %s: version %s from %s", sc->name,
-                zf_script_version(e.scripts[i]), sc->file);
-        if (e.watch && zf_watch_add(e.watch, sc->file, (int)i, err,
-                                    sizeof err) != 0)
-            zf_warn(LOG, "script %s: %s: it reloads on SIGHUP only", sc->name,
-                    err);
-    }
-    zf_err_t rc = zf_source_new(cfg, opts->exit_on_eof, &handlers, &e, &e.src,
+    rc = zf_source_new(cfg, opts->exit_on_eof, &handlers, &e, &e.src,
                                 err, sizeof err);
     if (rc != ZF_OK) {
         fprintf(stderr, "%s\n", err);
@@ -590,7 +509,7 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         zf_error(LOG, "%s", err);
         goto out;
     }
-    if (zf_source_start(e.src, err, sizeof err) != ZF_OK) {
+    if (zf_source_subscribe(e.src, cfg, err, sizeof err) != ZF_OK) {
         zf_error(LOG, "%s", err);
         goto out;
     }
@@ -606,9 +525,7 @@ out:
         zf_partition_destroy(e.parts[i]);
     free(e.parts);
     zf_zk_destroy(e.zk);
-    zf_engine_scripts_free(cfg, e.scripts);
-    zf_watch_destroy(e.watch);
-    free(e.reload_at);
+    zf_scriptset_destroy(e.scripts);
     free(e.batch);
     close(e.sigfd);
     return status;

@@ -10,6 +10,7 @@ const char *zf_strerror(zf_err_t err) {
     case ZF_ESYS: return "system call failed";
     case ZF_ENOMEM: return "out of memory";
     case ZF_EAGAIN: return "not attempted";
+    case ZF_ENOENT: return "not found";
     }
     return "unknown error";
 }

@@ -261,6 +261,16 @@ zf_err_t zf_fixture_check(zf_script_t *s, const zf_fixture_text_t *fx,
     return rc;
 }
 
+char *zf_fixture_path(const char *script_file, const char *suffix) {
+    size_t n = strlen(script_file);
+    if (n > 4 && strcmp(script_file + n - 4, ".lua") == 0)
+        n -= 4;
+    char *path;
+    if (asprintf(&path, "%.*s%s", (int)n, script_file, suffix) < 0)
+        return NULL;
+    return path;
+}
+
 /* Read a fixture file beside a script; NULL and *ok 1 when it does not
  * exist, NULL and *ok 0 with err set when it cannot be read. */
 static char *read_optional(const char *path, size_t *len, int *ok, char *err,
@@ -273,14 +283,8 @@ static char *read_optional(const char *path, size_t *len, int *ok, char *err,
 zf_err_t zf_fixture_check_files(zf_script_t *s, const char *script_file,
                                 size_t *nrecords, char *err, size_t errlen) {
     *nrecords = 0;
-    size_t n = strlen(script_file);
-    if (n > 4 && strcmp(script_file + n - 4, ".lua") == 0)
-        n -= 4;
-    char *rname = NULL, *ename = NULL;
-    if (asprintf(&rname, "%.*s.records.jsonl", (int)n, script_file) < 0)
-        rname = NULL;
-    if (asprintf(&ename, "%.*s.expected.jsonl", (int)n, script_file) < 0)
-        ename = NULL;
+    char *rname = zf_fixture_path(script_file, ".records.jsonl");
+    char *ename = zf_fixture_path(script_file, ".expected.jsonl");
     zf_err_t rc = ZF_ENOMEM;
     zf_fixture_text_t fx = {.records_name = rname, .expected_name = ename};
     char *rtext = NULL, *etext = NULL;

@@ -12,12 +12,15 @@
 #include "zkflow/config.h"
 #include "zkflow/engine.h"
 #include "zkflow/error.h"
+#include "zkflow/file.h"
 #include "zkflow/fixture.h"
 #include "zkflow/jsonl.h"
 #include "zkflow/log.h"
 #include "zkflow/op.h"
 #include "zkflow/script.h"
+#include "zkflow/scriptset.h"
 #include "zkflow/source.h"
+#include "zkflow/zkstore.h"
 
 #ifndef ZKFLOW_VERSION
 #define ZKFLOW_VERSION "0.1.0"
@@ -27,6 +30,7 @@ static void usage(FILE *out) {
     fprintf(out,
         "usage: zkflow run -c FILE [--exit-on-eof] [--dry-run] [-v | -q]\n"
         "       zkflow check -c FILE\n"
+        "       zkflow publish -c FILE NAME SCRIPT.lua\n"
         "       zkflow test SCRIPT.lua [RECORDS.jsonl] [--expect EXPECTED.jsonl]\n"
         "                   [--param NAME=VALUE]... [--root PATH]\n"
         "       zkflow --help | --version\n"
@@ -38,7 +42,14 @@ static void usage(FILE *out) {
         "               ops to ZooKeeper; offsets are committed only after the\n"
         "               writes of every earlier record of the partition are\n"
         "               acknowledged (at-least-once)\n"
-        "  check        validate the configuration and compile its scripts\n"
+        "  check        validate the configuration, compile its scripts and\n"
+        "               check each against its fixtures (NAME.records.jsonl\n"
+        "               and NAME.expected.jsonl beside NAME.lua)\n"
+        "  publish      check SCRIPT.lua as a reload would (the options of\n"
+        "               [script NAME], its fixtures), then write it and its\n"
+        "               fixtures to that section's source = zk:/PATH znodes in\n"
+        "               one transaction: every instance running the config\n"
+        "               reloads it\n"
         "  test         run a script, in the same sandbox as the daemon, on\n"
         "               sample records (JSON lines; stdin when RECORDS is\n"
         "               absent or -) and print one result line per record:\n"
@@ -72,6 +83,10 @@ static void usage(FILE *out) {
         "  -h, --help         this text;  -V, --version  versions\n"
         "\n"
         "signals: SIGINT/SIGTERM finish the writes in flight, commit, exit 0.\n"
+        "         SIGHUP reads the configuration's [script] sections and every\n"
+        "         script again (a script also reloads when its file or znode\n"
+        "         changes); a version that fails to load or fails its\n"
+        "         fixtures is rejected and the running one stays.\n"
         "\n"
         "exit status: 0 done; 1 runtime failure (a record failed, ZooKeeper\n"
         "or Kafka unusable); 2 bad command line, configuration or script.\n"
@@ -104,16 +119,80 @@ static int load(const char *path, zf_config_t **cfg) {
     return ZF_EXIT_OK;
 }
 
+/* `zkflow check`: the configuration, and every script compiled,
+ * initialised and checked against its fixtures. */
 static int cmd_check(zf_config_t *cfg) {
-    char err[2048];
-    struct zf_script **s = zf_engine_scripts_load(cfg, err, sizeof err);
+    char err[4096];
+    zf_scriptset_t *set;
+    zf_err_t rc = zf_scriptset_new(cfg, 0, &set, err, sizeof err);
+    if (rc != ZF_OK) {
+        fprintf(stderr, "%s\n", err);
+        return rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
+    }
+    zf_scriptset_destroy(set);
+    printf("%s: ok (%zu script(s))\n", cfg->path, cfg->nscripts);
+    return ZF_EXIT_OK;
+}
+
+/* `zkflow publish`: check a script file the way a reload would (compiled,
+ * initialised, its fixtures passed, with the options of [script NAME]), then
+ * write it and its fixtures to the section's znode in one transaction.
+ * Every instance running that configuration reloads it. */
+static int cmd_publish(zf_config_t *cfg, const char *name, const char *file) {
+    const zf_script_conf_t *sc = NULL;
+    for (size_t i = 0; i < cfg->nscripts; i++)
+        if (strcmp(cfg->scripts[i].name, name) == 0)
+            sc = &cfg->scripts[i];
+    if (!sc || !sc->zk_path) {
+        fprintf(stderr, "%s: %s\n", cfg->path,
+                sc ? "this [script] section has no source = zk:/PATH to "
+                     "publish to"
+                   : "no [script] section of that name");
+        return ZF_EXIT_USAGE;
+    }
+    char err[4096];
+    const zf_script_opts_t opts = zf_scriptset_opts(sc);
+    zf_script_t *s = zf_script_new(sc->name, file, &opts, err, sizeof err);
     if (!s) {
         fprintf(stderr, "%s\n", err);
         return ZF_EXIT_USAGE;
     }
-    zf_engine_scripts_free(cfg, s);
-    printf("%s: ok (%zu script(s))\n", cfg->path, cfg->nscripts);
-    return ZF_EXIT_OK;
+    int status = ZF_EXIT_FAILURE;
+    size_t checked;
+    char *text = NULL, *rec = NULL, *exp = NULL;
+    char *rpath = zf_fixture_path(file, ".records.jsonl");
+    char *epath = zf_fixture_path(file, ".expected.jsonl");
+    size_t len = 0, rlen = 0, elen = 0;
+    zf_zkstore_t *zs = NULL;
+    if (zf_fixture_check_files(s, file, &checked, err, sizeof err) != ZF_OK) {
+        fprintf(stderr, "%s: not published: %s\n", file, err);
+        goto out;
+    }
+    if (!rpath || !epath || !(text = zf_read_file(file, &len, err, sizeof err)) ||
+        (!(rec = zf_read_file(rpath, &rlen, err, sizeof err)) && errno != ENOENT) ||
+        (!(exp = zf_read_file(epath, &elen, err, sizeof err)) && errno != ENOENT)) {
+        fprintf(stderr, "%s\n", rpath && epath ? err : "out of memory");
+        goto out;
+    }
+    if (!(zs = zf_zkstore_new(cfg->zk_connect, cfg->zk_session_timeout_ms,
+                              cfg->zk_connect_timeout_ms, err, sizeof err)) ||
+        zf_zkstore_publish(zs, sc->zk_path, text, len, rec, rlen, exp, elen,
+                           err, sizeof err) != ZF_OK) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    printf("published %s version %s to %s (%zu fixture record(s) passed)\n",
+           file, zf_script_version(s), sc->source, checked);
+    status = ZF_EXIT_OK;
+out:
+    zf_zkstore_destroy(zs);
+    free(text);
+    free(rec);
+    free(exp);
+    free(rpath);
+    free(epath);
+    zf_script_destroy(s);
+    return status;
 }
 
 /* ------------------------------------------------------------------------
@@ -344,13 +423,16 @@ int main(int argc, char **argv) {
         goto out;
     }
     char why[128] = "";
+    int publish = cmd && strcmp(cmd, "publish") == 0;
     if (!cmd)
         snprintf(why, sizeof why, "missing command");
-    else if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0)
+    else if (strcmp(cmd, "run") != 0 && strcmp(cmd, "check") != 0 && !publish)
         snprintf(why, sizeof why, "unknown command '%s'", cmd);
     else if (!config)
         snprintf(why, sizeof why, "missing -c FILE");
-    else if (optind != argc)
+    else if (publish && argc - optind != 2)
+        snprintf(why, sizeof why, "publish: expected NAME SCRIPT.lua");
+    else if (!publish && optind != argc)
         snprintf(why, sizeof why, "unexpected argument");
     else if (test_only)
         snprintf(why, sizeof why, "%s is an option of test", test_only);
@@ -375,8 +457,9 @@ int main(int argc, char **argv) {
     status = load(config, &cfg);
     if (status != ZF_EXIT_OK)
         goto out;
-    status = strcmp(cmd, "check") == 0 ? cmd_check(cfg)
-                                        : zf_engine_run(cfg, &opts);
+    status = publish ? cmd_publish(cfg, argv[optind], argv[optind + 1])
+             : strcmp(cmd, "check") == 0 ? cmd_check(cfg)
+                                         : zf_engine_run(cfg, &opts);
     zf_config_destroy(cfg);
 out:
     free(targs.params);

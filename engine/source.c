@@ -182,8 +182,8 @@ zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
     return ZF_OK;
 }
 
-zf_err_t zf_source_start(zf_source_t *src, char *err, size_t errlen) {
-    const zf_config_t *cfg = src->cfg;
+zf_err_t zf_source_subscribe(zf_source_t *src, const zf_config_t *cfg,
+                             char *err, size_t errlen) {
     rd_kafka_topic_partition_list_t *topics =
         rd_kafka_topic_partition_list_new(4);
     for (size_t i = 0; i < cfg->nscripts; i++)

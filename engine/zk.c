@@ -169,7 +169,7 @@ static struct {
     } recent[LOG_RECENT];
 } zk_log_state = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static void zk_log(const char *message) {
+void zf_zk_client_log(const char *message) {
     zf_log_level_t level = ZF_LOG_WARN;
     const char *text = message;
     const char *tag = strstr(message, "):ZOO_");
@@ -293,7 +293,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
     zoo_set_debug_level(zf_log_get_level() >= ZF_LOG_DEBUG ? ZOO_LOG_LEVEL_INFO
                                                            : ZOO_LOG_LEVEL_WARN);
     zk->zh = zookeeper_init2(connect, on_session, session_timeout_ms, NULL, zk,
-                             0, zk_log);
+                             0, zf_zk_client_log);
     if (!zk->zh) {
         snprintf(err, errlen, "cannot use ZooKeeper connection string '%s': %s",
                  connect, strerror(errno));

@@ -2,6 +2,9 @@
  *
  *   zktree CONNECT PATH           one line per znode: "PATH<TAB>DATA", sorted
  *   zktree --delete CONNECT PATH  remove PATH and everything below it
+ *   zktree --put CONNECT PATH     set PATH's data to stdin, creating it and
+ *                                 its parents when missing (as an operator
+ *                                 with zkCli would: no checks at all)
  *
  * DATA is printed with backslash escapes for \n, \t, \\ and bytes outside
  * printable ASCII (\xNN); a znode without data prints nothing after the tab.
@@ -81,22 +84,45 @@ static int walk(const char *path, int delete) {
     return rc;
 }
 
+/* Set path's data to `data`, creating the path and its parents. */
+static int put(const char *path, const char *data, int len) {
+    int rc = zoo_set(zh, path, data, len, -1);
+    if (rc != ZNONODE)
+        return rc;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", path);
+    for (char *s = strchr(parent + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        rc = zoo_create(zh, parent, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+        *s = '/';
+        if (rc != ZOK && rc != ZNODEEXISTS)
+            return rc;
+    }
+    rc = zoo_create(zh, path, data, len, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+    return rc == ZNODEEXISTS ? zoo_set(zh, path, data, len, -1) : rc;
+}
+
 int main(int argc, char **argv) {
     int delete = argc == 4 && strcmp(argv[1], "--delete") == 0;
-    if (argc != 3 + delete) {
-        fprintf(stderr, "usage: zktree [--delete] CONNECT PATH\n");
+    int putting = argc == 4 && strcmp(argv[1], "--put") == 0;
+    if (argc != 3 + (delete || putting)) {
+        fprintf(stderr, "usage: zktree [--delete | --put] CONNECT PATH\n");
         return 2;
     }
+    static char data[1 << 20];
+    size_t len = putting ? fread(data, 1, sizeof data, stdin) : 0;
+    int at = 1 + (delete || putting); /* CONNECT's position */
     zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
-    zh = zookeeper_init(argv[1 + delete], NULL, 10000, NULL, NULL, 0);
+    zh = zookeeper_init(argv[at], NULL, 10000, NULL, NULL, 0);
     if (!zh) {
         perror("zookeeper_init");
         return 1;
     }
-    int rc = walk(argv[2 + delete], delete);
+    int rc = putting ? put(argv[at + 1], data, (int)len)
+                     : walk(argv[at + 1], delete);
     zookeeper_close(zh);
     if (rc != ZOK) {
-        fprintf(stderr, "zktree: %s: %s\n", argv[2 + delete], zerror(rc));
+        fprintf(stderr, "zktree: %s: %s\n", argv[at + 1], zerror(rc));
         return 1;
     }
     return 0;

@@ -11,13 +11,6 @@ typedef struct zf_run_opts {
     int dry_run;     /* print each record's ops instead of writing them */
 } zf_run_opts_t;
 
-/* Load every script of cfg in its own state. Returns an array of
- * cfg->nscripts scripts (free with zf_engine_scripts_free), or NULL with
- * "FILE:LINE: message" in err. */
-struct zf_script **zf_engine_scripts_load(const zf_config_t *cfg, char *err,
-                                          size_t errlen);
-void zf_engine_scripts_free(const zf_config_t *cfg, struct zf_script **s);
-
 /* Run the daemon. SIGINT, SIGTERM and SIGHUP must already be blocked in
  * every thread (the engine takes them through a signalfd).
  * Returns an exit status: ZF_EXIT_OK, ZF_EXIT_FAILURE or ZF_EXIT_USAGE. */

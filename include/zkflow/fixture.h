@@ -94,4 +94,9 @@ zf_err_t zf_fixture_check(zf_script_t *s, const zf_fixture_text_t *fx,
 zf_err_t zf_fixture_check_files(zf_script_t *s, const char *script_file,
                                 size_t *nrecords, char *err, size_t errlen);
 
+/* The path of a fixture file beside a script: for dir/NAME.lua and
+ * ".records.jsonl", dir/NAME.records.jsonl. New string (caller frees), or
+ * NULL when out of memory. */
+char *zf_fixture_path(const char *script_file, const char *suffix);
+
 #endif

@@ -47,15 +47,19 @@ zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
  * enable.partition.eof). Defaults zkflow sets unless the file does:
  * auto.offset.reset=earliest, partition.assignment.strategy=
  * cooperative-sticky, queued.max.messages.kbytes=16384. Nothing is consumed and
- * the group is not joined before zf_source_start.
+ * the group is not joined before zf_source_subscribe.
  * Returns ZF_OK, ZF_ECONFIG with "FILE:LINE: message" in err for a key
  * librdkafka refuses, or ZF_EKAFKA. cfg must outlive the source. */
 zf_err_t zf_source_new(const zf_config_t *cfg, int exit_on_eof,
                        const zf_source_handlers_t *h, void *ctx,
                        zf_source_t **out, char *err, size_t errlen);
 
-/* Subscribe to every script's topics. Returns ZF_OK or ZF_EKAFKA. */
-zf_err_t zf_source_start(zf_source_t *src, char *err, size_t errlen);
+/* Subscribe to every topic of cfg's scripts (cfg is only read during the
+ * call), replacing any earlier subscription: a rebalance then assigns the
+ * new topics' partitions and revokes those of topics left out.
+ * Returns ZF_OK or ZF_EKAFKA. */
+zf_err_t zf_source_subscribe(zf_source_t *src, const zf_config_t *cfg,
+                             char *err, size_t errlen);
 
 /* A descriptor that becomes readable when zf_source_next may have work. */
 int zf_source_fd(const zf_source_t *src);

@@ -77,6 +77,10 @@ size_t zf_zk_inflight(const zf_zk_t *zk);
  * or authentication failed (this slice does not re-establish sessions). */
 zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen);
 
+/* Log callback for zookeeper_init2: the client's lines through zf_log, at
+ * their own level, a line repeated within 10 s printed once. Thread-safe. */
+void zf_zk_client_log(const char *message);
+
 /* Close the session (once) and free the handle; accepts NULL. Ops still in
  * flight are abandoned without their `done` being called: drain first. */
 void zf_zk_destroy(zf_zk_t *zk);
