@@ -280,6 +280,62 @@ reload_under_load() {
 test_hot_reload_file() { reload_under_load file; }
 test_hot_reload_znode() { reload_under_load znode; }
 
+# SIGHUP re-reads the configuration: a section added (its topic is
+# subscribed), a section changed (its new params apply from the next
+# record), a broken file (rejected with FILE:LINE, the running one stays),
+# a [zookeeper] change (reported as needing a restart), a section removed
+# (its topic's records are left alone).
+test_config_reload_on_sighup() {
+    local ta=$RUN-cfg-a tb=$RUN-cfg-b root=/$RUN/cfg
+    topic "$ta" 1; topic "$tb" 1
+    cat >"$WORK/tag.lua" <<LUA
+return function(rec) return "$root/" .. rec.topic:sub(-1) .. "/" .. rec.offset, params.tag end
+LUA
+    local a=("[script a]" "file = tag.lua" "topics = $ta" "param.tag = a1")
+    local b=("[script b]" "file = tag.lua" "topics = $tb" "param.tag = b1")
+    local cfg pid
+    cfg=$(config cfgreload "$RUN-cfg" "${a[@]}")
+    # Not under timeout(1), which forwards only the first SIGHUP.
+    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    count() { tree "$root/$1" 2>/dev/null | grep -c "	$2\$"; }
+    wait_count() { # DIR TAG N: wait until N nodes of DIR hold TAG
+        for _ in $(seq 150); do [ "$(count "$1" "$2")" -ge "$3" ] && return 0; sleep 0.1; done
+        fail "$root/$1: $(count "$1" "$2") nodes hold $2, expected $3"
+    }
+    keyed "$ta" 50 5; wait_count a a1 50 || return 1
+
+    a[3]="param.tag = a2"
+    config cfgreload "$RUN-cfg" "${a[@]}" "${b[@]}" "session_timeout_ms = 20000" >/dev/null
+    # The last line went into [script b]: move it where it means a restart.
+    sed -i '/^session_timeout_ms/d; s/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 20000/' "$cfg"
+    kill -HUP $pid
+    for _ in $(seq 50); do grep -q "configuration reloaded" "$WORK/log" && break; sleep 0.1; done
+    expect_log "added: b; changed: a; removed: none" || return 1
+    expect_log "changes to [kafka], [zookeeper] or [engine] take effect only after a restart" || return 1
+    keyed "$ta" 50 5; keyed "$tb" 50 5
+    wait_count a a2 50 || return 1
+    wait_count b b1 50 || return 1
+
+    printf 'bogus line\n' >>"$cfg"
+    kill -HUP $pid
+    for _ in $(seq 50); do grep -q "configuration reload rejected" "$WORK/log" && break; sleep 0.1; done
+    expect_log "configuration reload rejected, the running one stays: $cfg:$(wc -l <"$cfg"): syntax error" || return 1
+    keyed "$ta" 50 5; wait_count a a2 100 || return 1
+
+    config cfgreload "$RUN-cfg" "${b[@]}" >/dev/null
+    kill -HUP $pid
+    for _ in $(seq 50); do grep -q "removed: a" "$WORK/log" && break; sleep 0.1; done
+    expect_log "added: none; changed: none; removed: a" || return 1
+    keyed "$ta" 50 5; keyed "$tb" 50 5
+    wait_count b b1 100 || return 1
+    sleep 1
+    [ "$(tree "$root/a" | tail -n +2 | wc -l)" = 150 ] || fail "records of a removed section were applied" || return 1
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $?
+}
+
 # The whole op vocabulary against a real ZooKeeper, in one partition so the
 # order is total: op tables and atomic lists (with parents created inside the
 # multi), create modes (sequential, container, ttl), version guards, recursive
