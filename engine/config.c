@@ -297,7 +297,7 @@ static int set_value(parse_t *p, const config_key_t *k, const char *value,
 /* Append name = value to a key/value list (`what` prefixes the name in
  * messages). Returns 1, or 0 after fail(). */
 static int add_kv(parse_t *p, zf_kv_t **list, size_t *n, const char *what,
-                  const char *name, const char *value, int secret) {
+                  const char *name, const char *value) {
     for (size_t i = 0; i < *n; i++) {
         if (strcmp((*list)[i].key, name) == 0) {
             fail(p, p->line, "%s%s is set twice (first on line %d)", what,
@@ -315,7 +315,6 @@ static int add_kv(parse_t *p, zf_kv_t **list, size_t *n, const char *what,
     kv->key = strdup(name);
     kv->value = strdup(value);
     kv->line = p->line;
-    kv->secret = secret;
     if (!kv->key || !kv->value) {
         fail(p, p->line, "out of memory");
         return 0;
@@ -325,7 +324,7 @@ static int add_kv(parse_t *p, zf_kv_t **list, size_t *n, const char *what,
 
 static void free_kvs(zf_kv_t *list, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        if (list[i].secret && list[i].value)
+        if (list[i].value) /* it may be a secret */
             memset(list[i].value, 0, strlen(list[i].value));
         free(list[i].key);
         free(list[i].value);
@@ -446,8 +445,7 @@ err:
     return NULL;
 }
 
-static int on_value(parse_t *p, const char *name, const char *value,
-                    int secret);
+static int on_value(parse_t *p, const char *name, const char *value);
 
 static int on_key(void *user, const char *section, const char *name,
                   const char *value) {
@@ -469,15 +467,14 @@ static int on_key(void *user, const char *section, const char *name,
     int secret = zf_config_key_is_secret(p->section, name);
     if (secret && literal && !p->cfg->secret_line)
         p->cfg->secret_line = p->line;
-    int ok = on_value(p, name, expanded, secret);
+    int ok = on_value(p, name, expanded);
     memset(expanded, 0, strlen(expanded));
     free(expanded);
     return ok;
 }
 
 /* The rest of on_key, once `value` is expanded. */
-static int on_value(parse_t *p, const char *name, const char *value,
-                    int secret) {
+static int on_value(parse_t *p, const char *name, const char *value) {
     if (!*value) {
         fail(p, p->line, "%s is empty once environment variables are "
                          "substituted",
@@ -485,8 +482,7 @@ static int on_value(parse_t *p, const char *name, const char *value,
         return 0;
     }
     if (strcmp(p->section, "kafka") == 0)
-        return add_kv(p, &p->cfg->kafka, &p->cfg->nkafka, "", name, value,
-                      secret);
+        return add_kv(p, &p->cfg->kafka, &p->cfg->nkafka, "", name, value);
     if (strcmp(p->section, "script") == 0 &&
         strncmp(name, "param.", 6) == 0) {
         /* param.NAME = value reaches the script as params.NAME. */
@@ -497,7 +493,7 @@ static int on_value(parse_t *p, const char *name, const char *value,
             return 0;
         }
         return add_kv(p, &p->script->params, &p->script->nparams, "param.",
-                      name + 6, value, secret);
+                      name + 6, value);
     }
     for (size_t i = 0; i < NKEYS; i++) {
         if (strcmp(keys[i].section, p->section) != 0 ||
@@ -731,7 +727,7 @@ int zf_config_secret_exposed(const zf_config_t *cfg, char *msg, size_t len) {
 /* Replace each occurrence of `secret` in `msg` by "***". */
 static void redact_one(char *msg, size_t len, const char *secret) {
     size_t n = strlen(secret);
-    if (!n || len < 4)
+    if (!n || !len)
         return;
     char *out = malloc(len);
     if (!out) { /* cannot rebuild: drop the message rather than leak */
@@ -756,12 +752,17 @@ static void redact_one(char *msg, size_t len, const char *secret) {
 
 void zf_config_redact(const zf_config_t *cfg, char *msg, size_t len) {
     for (size_t i = 0; i < cfg->nkafka; i++)
-        if (cfg->kafka[i].secret)
+        if (zf_config_key_is_secret("kafka", cfg->kafka[i].key))
             redact_one(msg, len, cfg->kafka[i].value);
-    for (size_t i = 0; i < cfg->nscripts; i++)
-        for (size_t j = 0; j < cfg->scripts[i].nparams; j++)
-            if (cfg->scripts[i].params[j].secret)
-                redact_one(msg, len, cfg->scripts[i].params[j].value);
+    for (size_t i = 0; i < cfg->nscripts; i++) {
+        for (size_t j = 0; j < cfg->scripts[i].nparams; j++) {
+            const zf_kv_t *kv = &cfg->scripts[i].params[j];
+            char key[256];
+            snprintf(key, sizeof key, "param.%s", kv->key);
+            if (zf_config_key_is_secret("script", key))
+                redact_one(msg, len, kv->value);
+        }
+    }
 }
 
 void zf_config_print_keys(FILE *out) {

@@ -385,9 +385,6 @@ static void test_redact(void **state) {
                                  GOOD_SCRIPT "param.db_password = pw42\n");
     zf_config_t *cfg;
     assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
-    assert_true(cfg->kafka[2].secret);
-    assert_false(cfg->kafka[3].secret);
-    assert_true(cfg->scripts[0].params[0].secret);
     char msg[128] = "Invalid value \"hunter2\" for \"x\"; hunter2hunter2 pw42!";
     zf_config_redact(cfg, msg, sizeof msg);
     assert_string_equal(msg, "Invalid value \"***\" for \"x\"; ****** ***!");
@@ -395,6 +392,10 @@ static void test_redact(void **state) {
     char tiny[6] = "ahunt";
     zf_config_redact(cfg, tiny, sizeof tiny);
     assert_string_equal(tiny, "ahunt");
+    char four[4] = "pw4";
+    strcpy(four, "pw4"); /* not the secret pw42: kept */
+    zf_config_redact(cfg, four, sizeof four);
+    assert_string_equal(four, "pw4");
     char small[8] = "xhunter";
     strcpy(small, "hunter2");
     zf_config_redact(cfg, small, sizeof small);

@@ -22,7 +22,6 @@ typedef struct zf_kv {
     char *key;
     char *value;
     int line;
-    int secret; /* the key names a secret: never print the value */
 } zf_kv_t;
 
 typedef struct zf_script_conf {
@@ -89,7 +88,8 @@ int zf_config_key_is_secret(const char *section, const char *key);
  * secret) into msg and return 1; else return 0. Never fails. */
 int zf_config_secret_exposed(const zf_config_t *cfg, char *msg, size_t len);
 
-/* Replace every occurrence of a secret value of cfg (see zf_kv_t.secret) in
+/* Replace every occurrence of a secret value of cfg ([kafka] keys and script
+ * parameters that zf_config_key_is_secret names) in
  * the NUL-terminated `msg` (a buffer of `len` bytes) by "***", cutting the
  * result to fit. For messages of libraries that may echo a value (librdkafka
  * rejecting a property). Never fails. */
