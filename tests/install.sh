@@ -4,7 +4,8 @@
 # 1. The man page cannot drift from the binary: every command, long option
 #    and configuration key (and section) that `zkflow --help` prints has an
 #    entry in dist/zkflow.1, i.e. a line starting with .B/.BI/.BR that holds
-#    it (keys: the whole entry, "param. NAME" joined as "param.NAME").
+#    it (keys: the whole entry, "param. NAME" joined as "param.NAME"), and
+#    its .TH names the version that `zkflow --version` prints.
 # 2. The page renders without a groff warning (man -l --warnings, groff -ww).
 # 3. `make install DESTDIR=$(mktemp -d)` installs the listed files with the
 #    real paths in the systemd unit; the unit passes systemd-analyze verify;
@@ -72,6 +73,10 @@ while read -r k rest; do
         bad "config key '$k' has no entry (.B $k) in $MAN"
     fi
 done <<<"$keys"
+
+# The page's version is the binary's.
+want=$("$ZKFLOW" --version | head -n 1)
+if grep -q "^\.TH ZKFLOW 1 [0-9-]* \"$want\" " "$MAN"; then ok; else bad "$MAN: .TH does not say \"$want\""; fi
 
 # --- 2. it renders without warnings ------------------------------------------
 warn=$(MANWIDTH=80 man --warnings -l "$MAN" 2>&1 >/dev/null)
