@@ -16,7 +16,17 @@ ENGINE_SRCS := $(wildcard engine/*.c)
 LIB_OBJS    := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRCS)))
 UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test unit examples integration demo bench valgrind clean help
+# `make install PREFIX=/usr/local DESTDIR=/tmp/pkg`: see README.md (Install).
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/zkflow
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+INSTALL    ?= install
+
+.PHONY: all deps test unit examples integration demo bench valgrind clean help \
+        install uninstall install-check
 
 all: deps $(BUILD)/zkflow $(BUILD)/zktree
 
@@ -51,7 +61,33 @@ integration: all
 examples: all
 	tests/examples.sh
 
-test: unit examples integration
+test: unit examples install-check integration
+
+# The man page against --help, and `make install` into a scratch DESTDIR.
+install-check: all
+	tests/install.sh
+
+# The unit file gets the real paths; the example config and a script for it
+# go to the doc directory (nothing is written to $(SYSCONFDIR)).
+install: $(BUILD)/zkflow
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 755 $(BUILD)/zkflow $(DESTDIR)$(BINDIR)/zkflow
+	$(INSTALL) -m 644 dist/zkflow.1 $(DESTDIR)$(MANDIR)/man1/zkflow.1
+	$(INSTALL) -m 644 dist/zkflow.ini $(DESTDIR)$(DOCDIR)/zkflow.ini.example
+	$(INSTALL) -m 644 examples/devices.lua $(DESTDIR)$(DOCDIR)/devices.lua
+	$(INSTALL) -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    dist/zkflow.service >$(DESTDIR)$(UNITDIR)/zkflow.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/zkflow.service
+
+# Removes what `install` wrote, with the same PREFIX and DESTDIR.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/zkflow $(DESTDIR)$(MANDIR)/man1/zkflow.1 \
+	    $(DESTDIR)$(UNITDIR)/zkflow.service \
+	    $(DESTDIR)$(DOCDIR)/zkflow.ini.example \
+	    $(DESTDIR)$(DOCDIR)/devices.lua $(DESTDIR)$(DOCDIR)/README.md
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 valgrind: deps $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
@@ -83,6 +119,7 @@ help:
 	@echo "make demo       start services, run the quickstart example, show the tree"
 	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
 	@echo "make valgrind   unit tests under valgrind"
+	@echo "make install    install under PREFIX (/usr/local) into DESTDIR; make uninstall"
 	@echo "make clean      remove build/"
 
 -include $(wildcard $(BUILD)/obj/*.d)

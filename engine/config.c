@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "zkflow/op.h"
 
@@ -339,11 +340,128 @@ static int add_kv(parse_t *p, zf_kv_t **list, size_t *n, const char *what,
 
 static void free_kvs(zf_kv_t *list, size_t n) {
     for (size_t i = 0; i < n; i++) {
+        if (list[i].value) /* it may be a secret */
+            memset(list[i].value, 0, strlen(list[i].value));
         free(list[i].key);
         free(list[i].value);
     }
     free(list);
 }
+
+int zf_config_key_is_secret(const char *section, const char *key) {
+    if (strstr(key, "password") || strstr(key, "secret"))
+        return 1;
+    if (strcmp(section, "kafka") == 0)
+        return strcmp(key, "sasl.oauthbearer.config") == 0 ||
+               strcmp(key, "ssl.key.pem") == 0 || strcmp(key, "ssl_key") == 0;
+    return strcmp(section, "zookeeper") == 0 && strcmp(key, "auth") == 0;
+}
+
+/* A growing string for expand(). */
+typedef struct buf {
+    char *s;
+    size_t len, cap;
+} buf_t;
+
+static int buf_add(buf_t *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *v = realloc(b->s, cap);
+        if (!v)
+            return -1;
+        b->s = v;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+    return 0;
+}
+
+/* Replace the environment references in `value` (see config.h): ${NAME},
+ * ${NAME:-DEFAULT}, $$. Returns a new string, or NULL after fail(). Sets
+ * *literal when any byte of the result comes from the file itself (text
+ * outside references, or a DEFAULT that was used) rather than from the
+ * environment. Messages quote the reference as written, never a value. */
+static char *expand(parse_t *p, const char *value, int *literal) {
+    buf_t b = {0};
+    *literal = 0;
+    const char *s = value;
+    while (*s) {
+        const char *dollar = strchr(s, '$');
+        size_t n = dollar ? (size_t)(dollar - s) : strlen(s);
+        if (n && buf_add(&b, s, n) != 0)
+            goto nomem;
+        if (n)
+            *literal = 1;
+        if (!dollar)
+            break;
+        s = dollar;
+        if (s[1] != '{') {
+            /* "$$" is one '$'; a '$' before anything else stays as it is. */
+            if (buf_add(&b, "$", 1) != 0)
+                goto nomem;
+            *literal = 1;
+            s += s[1] == '$' ? 2 : 1;
+            continue;
+        }
+        const char *name = s + 2;
+        const char *close = strchr(name, '}');
+        if (!close) {
+            fail(p, p->line, "unterminated '${' in the value (write $$ for "
+                             "a literal '$')");
+            goto err;
+        }
+        size_t nlen = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                   "qrstuvwxyz0123456789_");
+        const char *def = NULL;
+        if (name + nlen < close && strncmp(name + nlen, ":-", 2) == 0)
+            def = name + nlen + 2;
+        else if (name + nlen != close)
+            nlen = 0; /* not a plain name: reported below */
+        if (!nlen || isdigit((unsigned char)name[0])) {
+            fail(p, p->line, "'%.*s': an environment variable name is "
+                             "letters, digits and '_', not starting with a "
+                             "digit (write $$ for a literal '$')",
+                 (int)(close - s + 1), s);
+            goto err;
+        }
+        char var[256];
+        if (nlen >= sizeof var) {
+            fail(p, p->line, "environment variable name too long");
+            goto err;
+        }
+        memcpy(var, name, nlen);
+        var[nlen] = '\0';
+        const char *env = getenv(var);
+        if (def && (!env || !*env)) {
+            if (buf_add(&b, def, (size_t)(close - def)) != 0)
+                goto nomem;
+            if (close > def)
+                *literal = 1;
+        } else if (!env) {
+            fail(p, p->line, "environment variable %s is not set", var);
+            goto err;
+        } else if (buf_add(&b, env, strlen(env)) != 0) {
+            goto nomem;
+        }
+        s = close + 1;
+    }
+    if (!b.s && buf_add(&b, "", 0) != 0)
+        goto nomem;
+    return b.s;
+nomem:
+    fail(p, p->line, "out of memory");
+err:
+    if (b.s) /* scrub what may be a secret before freeing it */
+        memset(b.s, 0, b.cap);
+    free(b.s);
+    return NULL;
+}
+
+static int on_value(parse_t *p, const char *name, const char *value);
 
 static int on_key(void *user, const char *section, const char *name,
                   const char *value) {
@@ -358,9 +476,31 @@ static int on_key(void *user, const char *section, const char *name,
         fail(p, p->line, "%s has an empty value", name);
         return 0;
     }
+    /* As written: ${NAME} stays, so no secret is copied. */
     if (sig_add(p->script ? &p->script->sig : &p->cfg->restart_sig,
                 p->section, name, value) != 0) {
         fail(p, p->line, "out of memory");
+        return 0;
+    }
+    int literal;
+    char *expanded = expand(p, value, &literal);
+    if (!expanded)
+        return 0;
+    int secret = zf_config_key_is_secret(p->section, name);
+    if (secret && literal && !p->cfg->secret_line)
+        p->cfg->secret_line = p->line;
+    int ok = on_value(p, name, expanded);
+    memset(expanded, 0, strlen(expanded));
+    free(expanded);
+    return ok;
+}
+
+/* The rest of on_key, once `value` is expanded. */
+static int on_value(parse_t *p, const char *name, const char *value) {
+    if (!*value) {
+        fail(p, p->line, "%s is empty once environment variables are "
+                         "substituted",
+             name);
         return 0;
     }
     if (strcmp(p->section, "kafka") == 0)
@@ -567,6 +707,9 @@ zf_err_t zf_config_load(const char *path, zf_config_t **out, char *err,
         zf_config_destroy(cfg);
         return ZF_ECONFIG;
     }
+    struct stat st;
+    if (fstat(fileno(p.fp), &st) == 0)
+        cfg->file_mode = st.st_mode & 07777;
     int rc = ini_parse_stream(read_line, &p, on_key, &p);
     fclose(p.fp);
     if (rc > 0 && (!p.err_line || rc < p.err_line)) {
@@ -622,8 +765,65 @@ const zf_script_conf_t *zf_config_script_for_topic(const zf_config_t *cfg,
     return NULL;
 }
 
+int zf_config_secret_exposed(const zf_config_t *cfg, char *msg, size_t len) {
+    if (!cfg->secret_line || !(cfg->file_mode & (S_IRGRP | S_IROTH)))
+        return 0;
+    snprintf(msg, len,
+             "%s:%d: this file holds a secret and is readable by %s (mode "
+             "%04o): chmod 600 it, or take the secret from the environment "
+             "with ${NAME}",
+             cfg->path, cfg->secret_line,
+             (cfg->file_mode & S_IROTH) ? "others" : "its group",
+             cfg->file_mode);
+    return 1;
+}
+
+/* Replace each occurrence of `secret` in `msg` by "***". */
+static void redact_one(char *msg, size_t len, const char *secret) {
+    size_t n = strlen(secret);
+    if (!n || !len)
+        return;
+    char *out = malloc(len);
+    if (!out) { /* cannot rebuild: drop the message rather than leak */
+        snprintf(msg, len, "(message hidden: it may hold a secret)");
+        return;
+    }
+    size_t o = 0;
+    for (const char *s = msg; *s && o + 1 < len;) {
+        if (strncmp(s, secret, n) == 0) {
+            size_t k = o + 3 < len - 1 ? 3 : len - 1 - o;
+            memcpy(out + o, "***", k);
+            o += k;
+            s += n;
+        } else {
+            out[o++] = *s++;
+        }
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+    free(out);
+}
+
+void zf_config_redact(const zf_config_t *cfg, char *msg, size_t len) {
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (zf_config_key_is_secret("kafka", cfg->kafka[i].key))
+            redact_one(msg, len, cfg->kafka[i].value);
+    for (size_t i = 0; i < cfg->nscripts; i++) {
+        for (size_t j = 0; j < cfg->scripts[i].nparams; j++) {
+            const zf_kv_t *kv = &cfg->scripts[i].params[j];
+            char key[256];
+            snprintf(key, sizeof key, "param.%s", kv->key);
+            if (zf_config_key_is_secret("script", key))
+                redact_one(msg, len, kv->value);
+        }
+    }
+}
+
 void zf_config_print_keys(FILE *out) {
     const char *section = "";
+    fprintf(out, "any value may use ${NAME} (an environment variable; an "
+                 "error when unset),\n${NAME:-DEFAULT} (DEFAULT when NAME is "
+                 "unset or empty) and $$ (a literal $)\n");
     fprintf(out, "[kafka]\n  any librdkafka consumer property, passed on "
                  "unchanged; bootstrap.servers and group.id are required\n");
     int script_params = 0;

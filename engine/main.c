@@ -116,6 +116,8 @@ static int load(const char *path, zf_config_t **cfg) {
         *cfg = NULL;
         return ZF_EXIT_USAGE;
     }
+    if (zf_config_secret_exposed(*cfg, err, sizeof err))
+        zf_warn("config", "%s", err);
     return ZF_EXIT_OK;
 }
 

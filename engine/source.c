@@ -145,6 +145,8 @@ static rd_kafka_conf_t *make_conf(const zf_config_t *cfg, int exit_on_eof,
             }
         }
         if (conf_set(conf, kv->key, kv->value, why, sizeof why) != 0) {
+            /* librdkafka quotes a value it rejects: keep secrets out. */
+            zf_config_redact(cfg, why, sizeof why);
             snprintf(err, errlen, "%s:%d: %s", cfg->path, kv->line, why);
             rd_kafka_conf_destroy(conf);
             return NULL;
@@ -222,6 +224,7 @@ zf_err_t zf_source_new(const zf_config_t *cfg, int exit_on_eof,
     src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (!src->rk) {
         rd_kafka_conf_destroy(conf);
+        zf_config_redact(cfg, why, sizeof why);
         snprintf(err, errlen, "%s: %s", cfg->path, why);
         free(src);
         return ZF_ECONFIG;

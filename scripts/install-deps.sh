@@ -12,6 +12,7 @@ PACKAGES=(
     lua-cjson-dev libcmocka-dev libjansson-dev valgrind
     kcat zookeeper maven default-jre-headless   # services.sh (Kafka 4 needs Java 17)
     netcat-openbsd procps time
+    man-db groff-base systemd   # tests/install.sh: man -l, groff, systemd-analyze verify
 )
 
 # Print the packages of PACKAGES that are not fully installed.

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "helpers.h"
@@ -258,6 +259,167 @@ static void test_script_keys(void **state) {
                  7, "batch_max_bytes: 2000000 is out of range");
 }
 
+/* ${NAME}, ${NAME:-DEFAULT} and $$ in every section. */
+static void test_env(void **state) {
+    (void)state;
+    setenv("ZF_T_HOST", "kafka1", 1);
+    setenv("ZF_T_PORT", "9093", 1);
+    setenv("ZF_T_TIMEOUT", "250", 1);
+    setenv("ZF_T_EMPTY", "", 1);
+    unsetenv("ZF_T_UNSET");
+    const char *path = write_temp(
+        "env.ini",
+        "[kafka]\nbootstrap.servers = ${ZF_T_HOST}:${ZF_T_PORT}\n"
+        "group.id = g-${ZF_T_UNSET:-default}\n"
+        "client.id = ${ZF_T_EMPTY:-fallback}\n"
+        "[zookeeper]\nconnect = ${ZF_T_UNSET:-127.0.0.1:2181}/${ZF_T_HOST}\n"
+        "[script s]\nfile = s.lua\ntopics = t\ntimeout_ms = ${ZF_T_TIMEOUT}\n"
+        "param.price = $$5 and $$${ZF_T_PORT}\nparam.lone = a$b $ {c}\n"
+        "param.empty_default = x${ZF_T_UNSET:-}y\n");
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->kafka[0].value, "kafka1:9093");
+    assert_string_equal(cfg->kafka[1].value, "g-default");
+    assert_string_equal(cfg->kafka[2].value, "fallback"); /* empty: default */
+    assert_string_equal(cfg->zk_connect, "127.0.0.1:2181/kafka1");
+    const zf_script_conf_t *sc = &cfg->scripts[0];
+    assert_int_equal(sc->timeout_ms, 250);
+    assert_string_equal(sc->params[0].value, "$5 and $9093");
+    assert_string_equal(sc->params[1].value, "a$b $ {c}");
+    assert_string_equal(sc->params[2].value, "xy");
+    assert_int_equal(cfg->secret_line, 0);
+    zf_config_destroy(cfg);
+
+    expect_error(GOOD_KAFKA GOOD_ZK "[engine]\nbatch_max_ops = ${ZF_T_UNSET}\n"
+                     GOOD_SCRIPT,
+                 7, "environment variable ZF_T_UNSET is not set");
+    expect_error(GOOD_KAFKA "sasl.password = ${ZF_T_UNSET}\n" GOOD_ZK
+                     GOOD_SCRIPT,
+                 4, "environment variable ZF_T_UNSET is not set");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = ${ZF_T_HOST\n", 9,
+                 "unterminated '${'");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = ${1X}\n", 9,
+                 "'${1X}': an environment variable name is letters");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = ${A-B}\n", 9,
+                 "'${A-B}': an environment variable name is letters");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = ${}\n", 9,
+                 "'${}': an environment variable name");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = ${ZF_T_EMPTY}\n", 9,
+                 "param.a is empty once environment variables are "
+                 "substituted");
+    /* A substituted number is checked like a written one. */
+    setenv("ZF_T_BAD", "ten", 1);
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "timeout_ms = ${ZF_T_BAD}\n",
+                 9, "timeout_ms: 'ten' is not a whole number");
+}
+
+static void test_secret_keys(void **state) {
+    (void)state;
+    assert_true(zf_config_key_is_secret("kafka", "sasl.password"));
+    assert_true(zf_config_key_is_secret("kafka", "ssl.key.password"));
+    assert_true(zf_config_key_is_secret("kafka", "ssl.keystore.password"));
+    assert_true(zf_config_key_is_secret("kafka",
+                                        "sasl.oauthbearer.client.secret"));
+    assert_true(zf_config_key_is_secret("kafka", "sasl.oauthbearer.config"));
+    assert_true(zf_config_key_is_secret("kafka", "ssl.key.pem"));
+    assert_true(zf_config_key_is_secret("zookeeper", "auth"));
+    assert_true(zf_config_key_is_secret("script", "param.api_secret"));
+    assert_false(zf_config_key_is_secret("kafka", "sasl.username"));
+    assert_false(zf_config_key_is_secret("kafka", "ssl.ca.location"));
+    assert_false(zf_config_key_is_secret("kafka", "bootstrap.servers"));
+    assert_false(zf_config_key_is_secret("script", "param.auth"));
+}
+
+/* Load `text` (written with mode `mode`) and return its secret_line; the
+ * warning, when there is one, goes to `warn`. */
+static int secret_line(const char *text, mode_t mode, char *warn,
+                       size_t len) {
+    const char *path = write_temp("secret.ini", text);
+    assert_int_equal(chmod(path, mode), 0);
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    int line = cfg->secret_line;
+    warn[0] = '\0';
+    int exposed = zf_config_secret_exposed(cfg, warn, len);
+    assert_int_equal(exposed, warn[0] != '\0');
+    zf_config_destroy(cfg);
+    return line;
+}
+
+static void test_secret_warning(void **state) {
+    (void)state;
+    char warn[512];
+    setenv("ZF_T_PW", "hunter2", 1);
+    unsetenv("ZF_T_UNSET");
+    /* Written in the file, readable by others: a warning naming the line,
+     * never the secret. */
+    assert_int_equal(secret_line(GOOD_KAFKA "sasl.username = u\n"
+                                            "sasl.password = hunter2\n"
+                                     GOOD_ZK GOOD_SCRIPT,
+                                 0644, warn, sizeof warn),
+                     5);
+    assert_non_null(strstr(warn, "secret.ini:5: this file holds a secret "
+                                 "and is readable by others (mode 0644)"));
+    assert_null(strstr(warn, "hunter2"));
+    /* Readable by the group only. */
+    secret_line(GOOD_KAFKA "sasl.password = hunter2\n" GOOD_ZK GOOD_SCRIPT,
+                0640, warn, sizeof warn);
+    assert_non_null(strstr(warn, "readable by its group (mode 0640)"));
+    /* Owner only: no warning, though the file holds a secret. */
+    assert_int_equal(secret_line(GOOD_KAFKA "sasl.password = hunter2\n"
+                                     GOOD_ZK GOOD_SCRIPT,
+                                 0600, warn, sizeof warn),
+                     4);
+    assert_string_equal(warn, "");
+    /* Only references: the file holds no secret, even world-readable. */
+    assert_int_equal(secret_line(GOOD_KAFKA "sasl.password = ${ZF_T_PW}\n"
+                                            "ssl.key.password = "
+                                            "${ZF_T_PW:-unused}\n"
+                                     GOOD_ZK GOOD_SCRIPT,
+                                 0644, warn, sizeof warn),
+                     0);
+    assert_string_equal(warn, "");
+    /* A default that is used is written in the file. */
+    assert_int_equal(secret_line(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                                 "param.token_secret = ${ZF_T_UNSET:-s3}\n",
+                                 0604, warn, sizeof warn),
+                     9);
+    assert_non_null(strstr(warn, ":9: this file holds a secret"));
+    /* Non-secret keys never count. */
+    assert_int_equal(secret_line(GOOD_KAFKA "sasl.username = admin\n" GOOD_ZK
+                                     GOOD_SCRIPT,
+                                 0644, warn, sizeof warn),
+                     0);
+}
+
+/* Secret values never reach a message, whatever a library echoes. */
+static void test_redact(void **state) {
+    (void)state;
+    setenv("ZF_T_PW", "hunter2", 1);
+    const char *path = write_temp(
+        "redact.ini", GOOD_KAFKA "sasl.password = ${ZF_T_PW}\n"
+                                 "sasl.username = hunter2\n" GOOD_ZK
+                                 GOOD_SCRIPT "param.db_password = pw42\n");
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    char msg[128] = "Invalid value \"hunter2\" for \"x\"; hunter2hunter2 pw42!";
+    zf_config_redact(cfg, msg, sizeof msg);
+    assert_string_equal(msg, "Invalid value \"***\" for \"x\"; ****** ***!");
+    /* Cut to fit: a tiny buffer still ends in a NUL. */
+    char tiny[6] = "ahunt";
+    zf_config_redact(cfg, tiny, sizeof tiny);
+    assert_string_equal(tiny, "ahunt");
+    char four[4] = "pw4";
+    strcpy(four, "pw4"); /* not the secret pw42: kept */
+    zf_config_redact(cfg, four, sizeof four);
+    assert_string_equal(four, "pw4");
+    char small[8] = "xhunter";
+    strcpy(small, "hunter2");
+    zf_config_redact(cfg, small, sizeof small);
+    assert_string_equal(small, "***");
+    zf_config_destroy(cfg);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
@@ -271,6 +433,10 @@ int main(void) {
         cmocka_unit_test(test_syntax),
         cmocka_unit_test(test_kafka_keys),
         cmocka_unit_test(test_script_keys),
+        cmocka_unit_test(test_env),
+        cmocka_unit_test(test_secret_keys),
+        cmocka_unit_test(test_secret_warning),
+        cmocka_unit_test(test_redact),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -3,7 +3,13 @@
  * Every [zookeeper], [engine] and [script NAME] key is declared once in a table
  * in config.c, which both parses the file and prints the key reference
  * (zf_config_print_keys). [kafka] keys are kept as written, with their line
- * numbers, and handed to librdkafka by the source module. */
+ * numbers, and handed to librdkafka by the source module.
+ *
+ * Every value, in every section, may hold environment references, replaced
+ * while the file is read: ${NAME} (an error when NAME is not set),
+ * ${NAME:-DEFAULT} (DEFAULT when NAME is unset or empty) and $$ (one '$').
+ * Any other '$' is kept as it is. Some keys name secrets
+ * (zf_config_key_is_secret): their values are never put in a message. */
 #ifndef ZKFLOW_CONFIG_H
 #define ZKFLOW_CONFIG_H
 
@@ -57,6 +63,9 @@ typedef struct zf_config {
     size_t nscripts;
     char *restart_sig; /* every key = value of [kafka], [zookeeper] and
                           [engine]: what a reload cannot change */
+    unsigned file_mode;    /* permission bits of the file when it was read */
+    int secret_line;       /* first line whose secret value is written in the
+                              file itself (not only ${NAME}), 0 if none */
 } zf_config_t;
 
 /* Read and validate the configuration file at `path`.
@@ -73,6 +82,25 @@ void zf_config_destroy(zf_config_t *cfg);
 /* The script section that lists `topic`, or NULL. Never fails. */
 const zf_script_conf_t *zf_config_script_for_topic(const zf_config_t *cfg,
                                                    const char *topic);
+
+/* 1 when the key `key` of section `section` ("kafka", "zookeeper", "engine"
+ * or "script"; for a script parameter the key is "param.NAME") names a
+ * secret, else 0: its name contains "password" or "secret", or it is
+ * sasl.oauthbearer.config, ssl.key.pem or ssl_key, or [zookeeper] auth.
+ * Never fails. */
+int zf_config_key_is_secret(const char *section, const char *key);
+
+/* When the file holds a secret written in it (cfg->secret_line) and is
+ * readable by its group or by others, write a one-line warning (without the
+ * secret) into msg and return 1; else return 0. Never fails. */
+int zf_config_secret_exposed(const zf_config_t *cfg, char *msg, size_t len);
+
+/* Replace every occurrence of a secret value of cfg ([kafka] keys and script
+ * parameters that zf_config_key_is_secret names) in
+ * the NUL-terminated `msg` (a buffer of `len` bytes) by "***", cutting the
+ * result to fit. For messages of libraries that may echo a value (librdkafka
+ * rejecting a property). Never fails. */
+void zf_config_redact(const zf_config_t *cfg, char *msg, size_t len);
 
 /* Print every declared key with its default and description (for --help). */
 void zf_config_print_keys(FILE *out);
