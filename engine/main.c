@@ -367,6 +367,7 @@ int main(int argc, char **argv) {
     /* Options that belong to one command only, for the usage check. */
     const char *run_only = NULL, *test_only = NULL;
     int status = ZF_EXIT_USAGE;
+    int level_set = 0; /* -v or -q given */
     int c;
     while ((c = getopt_long(argc, argv, "c:vqhV", longopts, NULL)) != -1) {
         switch (c) {
@@ -391,8 +392,14 @@ int main(int argc, char **argv) {
             targs.root = optarg;
             test_only = "--root";
             break;
-        case 'v': zf_log_set_level(ZF_LOG_DEBUG); break;
-        case 'q': zf_log_set_level(ZF_LOG_WARN); break;
+        case 'v':
+            zf_log_set_level(ZF_LOG_DEBUG);
+            level_set = 1;
+            break;
+        case 'q':
+            zf_log_set_level(ZF_LOG_WARN);
+            level_set = 1;
+            break;
         case 'h':
             usage(stdout);
             status = ZF_EXIT_OK;
@@ -455,6 +462,9 @@ int main(int argc, char **argv) {
     sigaddset(&sigs, SIGHUP);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
 
+    /* check and publish print their outcome; their logs are for -v. */
+    if (!level_set && strcmp(cmd, "run") != 0)
+        zf_log_set_level(ZF_LOG_WARN);
     zf_config_t *cfg;
     status = load(config, &cfg);
     if (status != ZF_EXIT_OK)
