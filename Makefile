@@ -100,9 +100,12 @@ demo: all
 # the ZooKeeper ceiling, zkflow end to end, the Quix Streams + kazoo peer and
 # kcat on one dataset, then writes bench/results.md and bench/results.json;
 # `make bench N=100000` for a smaller dataset (other knobs: see bench/run.sh).
+# bench/reload.py then measures reload latency and throughput during reload
+# bursts (bench/reload-results.md).
 bench: all $(BUILD)/bench_transform $(BUILD)/bench_ceiling
 	$(BUILD)/bench_transform
 	bench/run.sh
+	bench/reload.py
 
 $(BUILD)/bench_ceiling: bench/ceiling.c | $(BUILD)/obj
 	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< -o $@ -lzookeeper_mt -lpthread $(LDFLAGS)
