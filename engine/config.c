@@ -47,8 +47,14 @@ static const config_key_t keys[] = {
     {"zookeeper", "connect_timeout_ms", KEY_INT, CFG(zk_connect_timeout_ms),
      "15000", 100, 600000, NULL,
      "how long start-up waits for a ZooKeeper session before giving up"},
-    {"engine", "delivery", KEY_ENUM, CFG(delivery), "at_least_once", 0, 0,
-     "at_least_once", "delivery guarantee (exactly_once is not built yet)"},
+    {"engine", "delivery", KEY_ENUM, CFG(delivery), "exactly_once", 0, 0,
+     "exactly_once at_least_once",
+     "exactly_once: each batch also writes its partition's position to a "
+     "znode under offsets_root, checked by version; at_least_once: "
+     "positions are Kafka's committed offsets only"},
+    {"engine", "offsets_root", KEY_ZNODE, CFG(offsets_root), "/zkflow/offsets",
+     0, 0, NULL,
+     "exactly_once: positions are kept in OFFSETS_ROOT/GROUP/TOPIC/PARTITION"},
     {"engine", "max_queued_records", KEY_INT, CFG(max_queued_records),
      "20000", 1, 1000000, NULL,
      "records waiting per partition before it is paused (backpressure)"},
@@ -752,6 +758,7 @@ void zf_config_destroy(zf_config_t *cfg) {
     free(cfg->restart_sig);
     free(cfg->zk_connect);
     free(cfg->delivery);
+    free(cfg->offsets_root);
     free(cfg->path);
     free(cfg);
 }

@@ -40,6 +40,7 @@ typedef struct engine {
     zf_zk_item_t *batch; /* room for one batch (batch_cap records) */
     size_t batch_cap;
     int reconfigure;    /* SIGHUP: read the configuration again */
+    int exactly_once;   /* delivery = exactly_once */
     uint64_t consumed, applied, skipped;
     uint64_t batches;   /* multis (or solo writes) sent */
 } engine_t;
@@ -80,7 +81,8 @@ static void store_progress(engine_t *e, zf_partition_t *p) {
         zf_source_store(e->src, p->topic, p->partition, p->committable) ==
             ZF_OK)
         p->stored = p->committable;
-    if (p->paused && p->nentries <= (size_t)e->cfg->max_queued_records / 2) {
+    if (p->paused && !p->blocked &&
+        p->nentries <= (size_t)e->cfg->max_queued_records / 2) {
         zf_source_pause(e->src, p->topic, p->partition, 0);
         p->paused = 0;
     }
@@ -97,7 +99,51 @@ static void drain(engine_t *e, const zf_partition_t *p) {
     }
 }
 
-static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
+/* exactly_once: where partition p's position is kept. */
+static char *position_path(const engine_t *e, const zf_partition_t *p) {
+    const char *group = "";
+    for (size_t i = 0; i < e->cfg->nkafka; i++)
+        if (strcmp(e->cfg->kafka[i].key, "group.id") == 0)
+            group = e->cfg->kafka[i].value;
+    const char *root = e->cfg->offsets_root;
+    char *path;
+    if (asprintf(&path, "%s/%s/%s/%d", strcmp(root, "/") ? root : "", group,
+                 p->topic, (int)p->partition) < 0)
+        return NULL;
+    return path;
+}
+
+/* exactly_once: read the partition's position, the source of truth for
+ * where it starts (Kafka's committed offset only when there is none yet). */
+static void start_at_position(engine_t *e, zf_partition_t *p, zf_tp_t *tp) {
+    char err[512];
+    int64_t next;
+    if (!(p->fence.path = position_path(e, p))) {
+        zf_error(LOG, "out of memory");
+        abort();
+    }
+    if (zf_zk_read_position(e->zk, &p->fence, !e->opts.dry_run, &next, err,
+                            sizeof err) != ZF_OK) {
+        zf_error(LOG, "%s [%d]: %s; stopping", p->topic, (int)p->partition,
+                 err);
+        p->blocked = 1;
+        fail(e);
+        return;
+    }
+    if (next < 0) {
+        zf_info(LOG, "%s [%d]: no position in %s yet: starting at the "
+                     "committed offset",
+                p->topic, (int)p->partition, p->fence.path);
+        return;
+    }
+    zf_info(LOG, "%s [%d]: starting at offset %lld (%s, version %d)",
+            p->topic, (int)p->partition, (long long)next, p->fence.path,
+            (int)p->fence.version);
+    tp->start = next;
+    p->next_offset = p->position = next;
+}
+
+static void on_assigned(void *ctx, zf_tp_t *tps, size_t n) {
     engine_t *e = ctx;
     zf_partition_t **v = realloc(e->parts, (e->nparts + n) * sizeof *v);
     if (!v) {
@@ -113,6 +159,8 @@ static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
         }
         p->owner = e;
         p->script = zf_scriptset_for_topic(e->scripts, p->topic);
+        if (e->exactly_once)
+            start_at_position(e, p, &tps[i]);
         if (e->opts.exit_on_eof)
             p->end = zf_source_end_offset(e->src, p->topic, p->partition);
         e->parts[e->nparts++] = p;
@@ -164,6 +212,21 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     }
     if (rc == ZF_EAGAIN) {
         zf_entry_failed(en); /* back in the queue, behind the refused one */
+        return;
+    }
+    if (rc == ZF_EFENCED) {
+        /* Another instance owns the partition now: write nothing more,
+         * commit nothing; the group takes it from this one. */
+        if (!p->blocked)
+            zf_warn(LOG, "%s [%d]: %s; leaving the partition to its new owner",
+                    p->topic, (int)p->partition, why);
+        zf_entry_failed(en);
+        p->blocked = 1;
+        zf_partition_drop_queued(p);
+        if (!p->paused) {
+            zf_source_pause(e->src, p->topic, p->partition, 1);
+            p->paused = 1;
+        }
         return;
     }
     zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
@@ -287,14 +350,15 @@ static size_t dispatch(engine_t *e) {
             if (n > 0 && (alone || ops + en->ops.n > (size_t)e->cfg->batch_max_ops ||
                           bytes + b > (size_t)e->cfg->batch_max_bytes))
                 break;
-            e->batch[n++] = (zf_zk_item_t){&en->ops, en};
+            e->batch[n++] = (zf_zk_item_t){&en->ops, en, en->offset + 1};
             ops += en->ops.n;
             bytes += b;
             zf_entry_sent(en);
             if (alone)
                 break;
         }
-        zf_zk_apply(e->zk, e->batch, n, on_applied);
+        zf_zk_apply(e->zk, e->batch, n, p->fence.path ? &p->fence : NULL,
+                    on_applied);
         e->batches++;
     }
     return waiting;
@@ -466,7 +530,8 @@ static void report(const engine_t *e, int64_t started_ms) {
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     engine_t e = {.cfg = cfg, .opts = *opts, .sigfd = -1,
-                  .status = ZF_EXIT_OK};
+                  .status = ZF_EXIT_OK,
+                  .exactly_once = strcmp(cfg->delivery, "exactly_once") == 0};
     char err[2048];
     static const zf_source_handlers_t handlers = {on_assigned, on_revoked};
     int64_t started = zf_now_ms();

@@ -11,6 +11,7 @@ const char *zf_strerror(zf_err_t err) {
     case ZF_ENOMEM: return "out of memory";
     case ZF_EAGAIN: return "not attempted";
     case ZF_ENOENT: return "not found";
+    case ZF_EFENCED: return "fenced by another owner";
     }
     return "unknown error";
 }

@@ -68,6 +68,7 @@ static zf_tp_t *to_tps(const rd_kafka_topic_partition_list_t *parts) {
     for (int i = 0; i < parts->cnt; i++) {
         tps[i].topic = parts->elems[i].topic;
         tps[i].partition = parts->elems[i].partition;
+        tps[i].start = -1;
     }
     return tps;
 }
@@ -87,6 +88,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         zf_info("kafka", "assigned %d partition(s)", parts->cnt);
         src->h.assigned(src->ctx, tps, (size_t)parts->cnt);
+        for (int i = 0; i < parts->cnt; i++)
+            if (tps[i].start >= 0)
+                parts->elems[i].offset = tps[i].start;
         if (cooperative)
             error = rd_kafka_incremental_assign(rk, parts);
         else

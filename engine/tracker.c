@@ -28,6 +28,7 @@ void zf_partition_destroy(zf_partition_t *p) {
         entry_free(e);
     }
     free(p->topic);
+    free(p->fence.path);
     free(p);
 }
 

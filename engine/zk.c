@@ -9,6 +9,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
+#ifndef THREADED
+#define THREADED /* the synchronous calls of the multi-threaded client */
+#endif
 #include <zookeeper/zookeeper.h>
 
 #include "zkflow/clock.h"
@@ -39,13 +42,21 @@
  *
  * Two kinds of record go alone, outside batches: a ttl or container create
  * (the 3.8 C client cannot do those inside a multi: STEP_CREATE), and a
- * recursive delete, whose subtree is listed first (STEP_LIST). */
+ * recursive delete, whose subtree is listed first (STEP_LIST).
+ *
+ * Exactly-once: a batch with a fence also sets the partition's position
+ * znode, last in the multi, with the version this owner last wrote; a stale
+ * owner's multi fails on it, whole. When a multi's connection is lost its
+ * outcome is unknown: the position is read back (STEP_READBACK) and the
+ * multi sent again only if the position is still the old one. (A solo
+ * create is followed by a multi that only writes the position.) */
 
 typedef enum step {
     STEP_CREATE, /* one ttl or container create, as a plain call */
     STEP_LIST,   /* listing the subtrees of recursive deletes */
     STEP_PROBE,  /* asking whether paths the plan needs exist */
     STEP_MULTI,  /* the plan, as one multi */
+    STEP_READBACK, /* reading the position after a lost multi */
 } step_t;
 
 typedef enum plan_flag {
@@ -102,6 +113,12 @@ typedef struct req {
     zoo_op_t *zops;  /* STEP_MULTI: the multi being sent */
     zoo_op_result_t *results;
     char (*names)[512]; /* created names (sequential nodes) */
+    zf_zk_fence_t *fence; /* exactly-once, or NULL */
+    char position[24];    /* the position the multi writes, as text */
+    int fenced;           /* another owner wrote the position */
+    char read[24];        /* STEP_READBACK: what the position holds */
+    int read_len;
+    int32_t read_version;
 } req_t;
 
 /* A listing's completion, carrying the children's names across threads. */
@@ -266,6 +283,22 @@ static void on_exists(int rc, const struct Stat *stat, const void *data) {
     (void)stat;
     asked_t *a = (asked_t *)data;
     post(a->req->zk, a->req, rc, NULL, a);
+}
+
+/* STEP_READBACK's answer: kept in the request, which nothing else touches
+ * until the event is handled. */
+static void on_data(int rc, const char *value, int len, const struct Stat *st,
+                    const void *data) {
+    req_t *r = (req_t *)data;
+    r->read_len = 0;
+    if (rc == ZOK && value && len > 0) {
+        r->read_len = len < (int)sizeof r->read - 1 ? len
+                                                    : (int)sizeof r->read - 1;
+        memcpy(r->read, value, (size_t)r->read_len);
+    }
+    r->read[r->read_len] = '\0';
+    r->read_version = rc == ZOK && st ? st->version : -1;
+    post(r->zk, r, rc, NULL, NULL);
 }
 
 static void on_session(zhandle_t *zh, int type, int state, const char *path,
@@ -676,7 +709,11 @@ static void finish(zf_zk_t *zk, req_t *r, int rc) {
         why[0] = '\0';
         int code = i < r->failed_item ? rc : i == r->failed_item ? r->failed_rc
                                                                  : ZOK;
-        if (i > r->failed_item) {
+        if (r->fenced) {
+            err = ZF_EFENCED;
+            snprintf(why, sizeof why, "another owner wrote the position %s",
+                     r->fence->path);
+        } else if (i > r->failed_item) {
             err = ZF_EAGAIN;
         } else if (code != ZOK) {
             if (session_gone(code)) {
@@ -847,7 +884,20 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         r->planned = 1;
     }
     size_t n = r->plan.n;
-    if (n == 0) {
+    if (r->fence) {
+        /* The position after the last record this multi applies. */
+        int64_t next = -1;
+        for (size_t i = 0; i < r->nitems && i < r->failed_item; i++)
+            if (r->items[i].next_offset > next)
+                next = r->items[i].next_offset;
+        if (next < 0)
+            r->position[0] = '\0'; /* no record left: nothing to write */
+        else
+            snprintf(r->position, sizeof r->position, "%lld",
+                     (long long)next);
+    }
+    size_t total = n + (r->fence && r->position[0]);
+    if (total == 0) {
         r->pending = 1; /* everything turned out done already */
         post(zk, r, ZOK, NULL, NULL);
         return;
@@ -855,9 +905,9 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
     free(r->zops);
     free(r->results);
     free(r->names);
-    r->zops = calloc(n, sizeof *r->zops);
-    r->results = calloc(n, sizeof *r->results);
-    r->names = calloc(n, sizeof *r->names);
+    r->zops = calloc(total, sizeof *r->zops);
+    r->results = calloc(total, sizeof *r->results);
+    r->names = calloc(total, sizeof *r->names);
     if (!r->zops || !r->results || !r->names)
         abort();
     for (size_t i = 0; i < n; i++) {
@@ -891,7 +941,14 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
             abort();
         }
     }
-    int rc = zoo_amulti(zk->zh, (int)n, r->zops, r->results, on_void, r);
+    if (total > n && r->fence->version < 0)
+        zoo_create_op_init(&r->zops[n], r->fence->path, r->position,
+                           (int)strlen(r->position), &ZOO_OPEN_ACL_UNSAFE,
+                           ZOO_PERSISTENT, NULL, 0);
+    else if (total > n)
+        zoo_set_op_init(&r->zops[n], r->fence->path, r->position,
+                        (int)strlen(r->position), r->fence->version, NULL);
+    int rc = zoo_amulti(zk->zh, (int)total, r->zops, r->results, on_void, r);
     if (rc != ZOK) {
         call_failed(zk, r, rc);
         return;
@@ -945,15 +1002,32 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
     return 0;
 }
 
+/* The position this request wrote is in place, with that version. */
+static void position_written(req_t *r, int32_t version) {
+    if (r->fence && r->position[0])
+        r->fence->version = version;
+}
+
 static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
+    size_t total = r->plan.n + (r->fence && r->position[0]);
     if (rc == ZOK) {
+        position_written(r, r->fence ? r->fence->version + 1 : 0);
         finish(zk, r, ZOK);
         return;
     }
     size_t i = 0;
-    while (i < r->plan.n && (r->results[i].err == ZOK ||
-                             r->results[i].err == ZRUNTIMEINCONSISTENCY))
+    while (i < total && (r->results[i].err == ZOK ||
+                         r->results[i].err == ZRUNTIMEINCONSISTENCY))
         i++;
+    if (i == r->plan.n && i < total) {
+        /* The position op failed: another owner moved it. */
+        zf_warn("zookeeper", "%s: %s, expected version %d: fenced",
+                r->fence->path, zerror(r->results[i].err),
+                (int)r->fence->version);
+        r->fenced = 1;
+        finish(zk, r, r->results[i].err);
+        return;
+    }
     if (i < r->plan.n) {
         rc = r->results[i].err;
         if (++r->rounds < MAX_ROUNDS && rewrite(zk, r, i, rc)) {
@@ -961,7 +1035,7 @@ static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
             return;
         }
     }
-    if (i == r->plan.n || session_gone(rc)) {
+    if (i >= r->plan.n || session_gone(rc)) {
         finish(zk, r, rc); /* the whole batch shares this outcome */
         return;
     }
@@ -978,6 +1052,46 @@ static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
     send_step(zk, r);
 }
 
+/* ------------------------------------------------------ reading back */
+
+static void send_readback(zf_zk_t *zk, req_t *r) {
+    int rc = zoo_aget(zk->zh, r->fence->path, 0, on_data, r);
+    if (rc != ZOK) {
+        call_failed(zk, r, rc);
+        return;
+    }
+    r->pending = 1;
+}
+
+/* What the position says about the lost multi: applied (it holds this
+ * multi's position, one version on), not applied (unchanged), or written
+ * by another owner. */
+static void readback_done(zf_zk_t *zk, req_t *r, int rc) {
+    int32_t had = r->fence->version;
+    if (rc == ZOK && r->read_version == had + 1 &&
+        strcmp(r->read, r->position) == 0) {
+        position_written(r, r->read_version);
+        finish(zk, r, ZOK);
+        return;
+    }
+    if ((rc == ZOK && r->read_version == had) ||
+        (rc == ZNONODE && had < 0)) {
+        r->step = STEP_MULTI; /* not applied: send it again */
+        send_step(zk, r);
+        return;
+    }
+    if (rc != ZOK && rc != ZNONODE) {
+        finish(zk, r, rc);
+        return;
+    }
+    zf_warn("zookeeper", "%s holds %s (version %d) after a lost multi, "
+                         "expected version %d: fenced",
+            r->fence->path, rc == ZOK ? r->read : "nothing",
+            (int)r->read_version, (int)had);
+    r->fenced = 1;
+    finish(zk, r, rc);
+}
+
 /* ---------------------------------------------------------------- steps */
 
 static void send_step(zf_zk_t *zk, req_t *r) {
@@ -989,13 +1103,17 @@ static void send_step(zf_zk_t *zk, req_t *r) {
     case STEP_LIST: send_list(zk, r); break;
     case STEP_PROBE: send_probes(zk, r); break;
     case STEP_MULTI: send_multi(zk, r); break;
+    case STEP_READBACK: send_readback(zk, r); break;
     }
 }
 
 /* The result of a whole step is known: decide what comes next. */
 static void step_done(zf_zk_t *zk, req_t *r, int rc) {
     if (is_retryable(rc)) {
-        /* Unknown outcome; every step here is safe to send again. */
+        /* Unknown outcome. Every step but a fenced multi is safe to send
+         * again; that one's position says whether it applied. */
+        if (r->fence && r->step == STEP_MULTI && r->position[0])
+            r->step = STEP_READBACK;
         schedule_retry(zk, r);
         return;
     }
@@ -1008,6 +1126,12 @@ static void step_done(zf_zk_t *zk, req_t *r, int rc) {
                      op->path);
             r->failed_item = 0;
             r->failed_rc = rc;
+        }
+        if (r->fence && r->failed_item > 0) {
+            r->step = STEP_MULTI; /* now the position, alone */
+            r->planned = 1;
+            send_step(zk, r);
+            return;
         }
         finish(zk, r, ZOK); /* existing already: success */
         return;
@@ -1025,6 +1149,9 @@ static void step_done(zf_zk_t *zk, req_t *r, int rc) {
     case STEP_MULTI:
         multi_done(zk, r, rc);
         return;
+    case STEP_READBACK:
+        readback_done(zk, r, rc);
+        return;
     }
 }
 
@@ -1037,7 +1164,7 @@ int zf_zk_batchable(const zf_oplist_t *ops) {
 }
 
 void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
-                 zf_zk_done_fn *done) {
+                 zf_zk_fence_t *fence, zf_zk_done_fn *done) {
     req_t *r = calloc(1, sizeof *r);
     zf_zk_item_t *copy = malloc(n * sizeof *copy);
     if (!r || !copy) {
@@ -1050,6 +1177,7 @@ void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
     r->nitems = n;
     r->failed_item = n;
     r->done = done;
+    r->fence = fence;
     const zf_oplist_t *first = items[0].ops;
     if (n == 1 && first->n == 1 && (first->ops[0].mode == ZF_MODE_TTL ||
                                     first->ops[0].mode == ZF_MODE_CONTAINER))
@@ -1157,6 +1285,62 @@ zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen) {
         return ZF_OK;
     snprintf(err, errlen, "%s", zk->fatal_msg);
     return ZF_EZK;
+}
+
+zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
+                             int create_parents, int64_t *next_offset,
+                             char *err, size_t errlen) {
+    char buf[32];
+    struct Stat st;
+    int rc, len = 0;
+    /* A lost connection leaves time to reconnect: about the session's. */
+    for (int attempt = 0; attempt < 100; attempt++) {
+        len = (int)sizeof buf - 1;
+        rc = zoo_get(zk->zh, fence->path, 0, buf, &len, &st);
+        if (!is_retryable(rc))
+            break;
+        poll(NULL, 0, 100);
+    }
+    if (rc == ZNONODE) {
+        /* The first batch creates it; its parents are made now. */
+        char *p = strdup(fence->path);
+        if (!p) {
+            snprintf(err, errlen, "out of memory");
+            return ZF_ENOMEM;
+        }
+        rc = ZOK;
+        for (char *s = strchr(p + 1, '/'); s && rc == ZOK && create_parents;
+             s = strchr(s + 1, '/')) {
+            *s = '\0';
+            rc = zoo_create(zk->zh, p, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0,
+                            NULL, 0);
+            if (rc == ZNODEEXISTS)
+                rc = ZOK;
+            *s = '/';
+        }
+        free(p);
+        fence->version = -1;
+        *next_offset = -1;
+        if (rc == ZOK)
+            return ZF_OK;
+    }
+    if (rc != ZOK) {
+        snprintf(err, errlen, "cannot read the position %s: %s", fence->path,
+                 zerror(rc));
+        return ZF_EZK;
+    }
+    buf[len < 0 ? 0 : len] = '\0';
+    char *end;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || end == buf || *end || v < 0) {
+        snprintf(err, errlen, "the position %s holds '%s', not an offset",
+                 fence->path, buf);
+        return ZF_EZK;
+    }
+    fence->version = st.version;
+    *next_offset = v;
+    return ZF_OK;
 }
 
 zf_err_t zf_zk_wait_connected(zf_zk_t *zk, int timeout_ms, char *err,

@@ -37,11 +37,12 @@ tree() { # PATH: "path<TAB>data" lines of the subtree
 }
 
 # config NAME GROUP [script-section...]: write $WORK/NAME.ini
+# ($KAFKA_EXTRA: more [kafka] lines, each ending in a newline)
 config() {
     local name=$1 group=$2
     shift 2
     {
-        printf '[kafka]\nbootstrap.servers = %s\ngroup.id = %s\n' "$KAFKA" "$group"
+        printf '[kafka]\nbootstrap.servers = %s\ngroup.id = %s\n%s' "$KAFKA" "$group" "${KAFKA_EXTRA:-}"
         printf '[zookeeper]\nconnect = %s\nconnect_timeout_ms = 5000\n' "$ZK"
         printf '%s\n' "$@"
     } >"$WORK/$name.ini"
@@ -410,24 +411,29 @@ LUA
     expect_tree "$root" "$WORK/expected"
 }
 
-# A second run resumes from the offsets the first committed.
+# A second run resumes where the first ended: with at_least_once from the
+# offsets committed to Kafka, with exactly_once from the positions in
+# ZooKeeper.
 test_resume_from_committed() {
-    local t=$RUN-resume root=/$RUN/resume
-    topic "$t" 3
-    awk 'BEGIN { for (i = 0; i < 100; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
+    local t root=/$RUN/resume cfg delivery
     cat >"$WORK/resume.lua" <<LUA
-return function(rec) return "$root/" .. rec.key, rec.value end
+return function(rec) return "$root/" .. rec.topic .. "/" .. rec.key, rec.value end
 LUA
-    local cfg
-    cfg=$(config resume "$RUN-resume" "[script r]" "file = resume.lua" "topics = $t" "root = $root")
-    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    [ "$(consumed)" = 100 ] || fail "first run consumed $(consumed), expected 100" || return 1
-    awk 'BEGIN { for (i = 100; i < 150; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
-    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    [ "$(consumed)" = 50 ] || fail "second run consumed $(consumed), expected 50" || return 1
-    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    [ "$(consumed)" = 0 ] || fail "third run consumed $(consumed), expected 0" || return 1
-    [ "$(tree "$root" | wc -l)" = 151 ] || fail "expected 150 znodes under $root"
+    for delivery in at_least_once exactly_once; do
+        t=$RUN-resume-$delivery
+        topic "$t" 3
+        awk 'BEGIN { for (i = 0; i < 100; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
+        cfg=$(config resume "$t" "[engine]" "delivery = $delivery" \
+            "[script r]" "file = resume.lua" "topics = $t" "root = $root")
+        zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+        [ "$(consumed)" = 100 ] || fail "$delivery: first run consumed $(consumed), expected 100" || return 1
+        awk 'BEGIN { for (i = 100; i < 150; i++) printf "k%d\t%d\n", i, i }' | produce "$t"
+        zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+        [ "$(consumed)" = 50 ] || fail "$delivery: second run consumed $(consumed), expected 50" || return 1
+        zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+        [ "$(consumed)" = 0 ] || fail "$delivery: third run consumed $(consumed), expected 0" || return 1
+        [ "$(tree "$root/$t" | wc -l)" = 151 ] || fail "$delivery: expected 150 znodes under $root/$t" || return 1
+    done
 }
 
 # A script error stops the daemon without committing the failing record:
@@ -596,6 +602,88 @@ LUA
     # What the first run did not apply, the second must consume again.
     [ $((first + $(consumed))) -ge $n ] || fail "applied $first + consumed $(consumed) < $n: records lost" || return 1
     expect_last_per_key "$root" $n 500
+}
+
+# exactly_once: every record creates a sequential znode naming its offset,
+# so a record applied twice or never shows. zkflow is killed (-9) three
+# times mid-stream and restarted; each restart starts at the positions kept
+# in ZooKeeper (Kafka's committed offsets lag behind, auto-commit being
+# every 5 s). Afterwards every offset is there exactly once, and the
+# positions name the partitions' ends.
+test_exactly_once_survives_kill9() {
+    local t=$RUN-eo root=/$RUN/eo n=6000 group=$RUN-eo
+    topic "$t" 3
+    keyed "$t" $n 100
+    cat >"$WORK/eo.lua" <<LUA
+return function(rec)
+  return { op = "create", path = "$root/r-", mode = "sequential",
+           data = rec.partition .. ":" .. rec.offset }
+end
+LUA
+    local cfg pid k
+    "$ZKTREE" --put "$ZK" "$root" </dev/null # create makes no parents
+    # A killed member leaves the group after session.timeout.ms (the
+    # broker's minimum): only then does the restarted one get partitions.
+    cfg=$(KAFKA_EXTRA=$'session.timeout.ms = 6000\nheartbeat.interval.ms = 1000\n' \
+        config eo "$group" "[engine]" "batch_max_ops = 5" \
+        "[script eo]" "file = eo.lua" "topics = $t" "root = $root")
+    : >"$WORK/log"
+    for k in 1 2 3; do
+        "$ZKFLOW" run -c "$cfg" 2>>"$WORK/log" & # killed below, not timeout(1)
+        pid=$!
+        for _ in $(seq 300); do
+            [ "$(tree "$root" | wc -l)" -gt $((k * 600)) ] && break
+            sleep 0.1
+        done
+        sleep 0.$((RANDOM % 10))
+        kill -9 $pid
+        wait $pid 2>/dev/null
+    done
+    grep -q "starting at offset" "$WORK/log" || fail "no restart started at a position" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    tree "$root" | tail -n +2 | cut -f2 | sort >"$WORK/got"
+    local dups missing
+    dups=$(uniq -d "$WORK/got" | wc -l)
+    missing=$(( n - $(sort -u "$WORK/got" | wc -l) ))
+    [ "$dups" = 0 ] || fail "$dups record(s) applied twice, e.g. $(uniq -d "$WORK/got" | head -3 | tr '\n' ' ')" || return 1
+    [ "$missing" = 0 ] || fail "$missing record(s) missing" || return 1
+    # The positions: each partition's end.
+    local p total=0
+    for p in 0 1 2; do
+        total=$(( total + $(tree "/zkflow/offsets/$group/$t/$p" | cut -f2) ))
+    done
+    [ "$total" = $n ] || fail "positions sum to $total, expected $n" || return 1
+    "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group"
+}
+
+# exactly_once: a stale owner is fenced. While zkflow runs, the position of
+# its partition is moved by someone else (as a new owner would): zkflow's
+# next batch fails on the version check, writes nothing, and zkflow leaves
+# the partition alone, committing nothing more for it.
+test_exactly_once_fences_stale_owner() {
+    local t=$RUN-fence root=/$RUN/fence group=$RUN-fence pos
+    topic "$t" 1
+    pos=/zkflow/offsets/$group/$t/0
+    cat >"$WORK/fence.lua" <<LUA
+return function(rec) return "$root/" .. rec.offset, rec.value end
+LUA
+    local cfg pid
+    cfg=$(config fence "$group" "[script f]" "file = fence.lua" "topics = $t" "root = $root")
+    timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    keyed "$t" 100 10
+    wait_for_nodes "$root" 100
+    for _ in $(seq 50); do [ "$(tree "$pos" | cut -f2)" = 100 ] && break; sleep 0.1; done
+    [ "$(tree "$pos" | cut -f2)" = 100 ] || fail "position is '$(tree "$pos" | cut -f2)', expected 100" || return 1
+    printf 100 | "$ZKTREE" --put "$ZK" "$pos"   # another owner's write
+    keyed "$t" 100 10
+    for _ in $(seq 50); do grep -q "fenced" "$WORK/log" && break; sleep 0.1; done
+    expect_log "leaving the partition to its new owner" || return 1
+    sleep 0.5
+    [ "$(tree "$root" | tail -n +2 | wc -l)" = 100 ] || fail "the fenced owner wrote" || return 1
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group"
 }
 
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss

@@ -50,7 +50,8 @@ static void test_good(void **state) {
     assert_string_equal(cfg->zk_connect, "h1:2181,h2:2181/chroot");
     assert_int_equal(cfg->zk_session_timeout_ms, 5000);
     assert_int_equal(cfg->zk_connect_timeout_ms, 15000); /* default */
-    assert_string_equal(cfg->delivery, "at_least_once");
+    assert_string_equal(cfg->delivery, "exactly_once"); /* default */
+    assert_string_equal(cfg->offsets_root, "/zkflow/offsets");
     assert_int_equal(cfg->max_queued_records, 10);
     assert_int_equal(cfg->nscripts, 2);
 
@@ -119,7 +120,7 @@ static void test_bad_numbers(void **state) {
 static void test_bad_values(void **state) {
     (void)state;
     expect_error(GOOD_KAFKA GOOD_ZK "[engine]\ndelivery = maybe\n" GOOD_SCRIPT,
-                 7, "delivery: 'maybe' is not one of: at_least_once");
+                 7, "delivery: 'maybe' is not one of: exactly_once at_least_once");
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "root = devices\n", 9,
                  "root: 'devices': path must start with '/'");
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "root = /a//b\n", 9,

@@ -55,7 +55,8 @@ typedef struct zf_config {
     int zk_session_timeout_ms;
     int zk_connect_timeout_ms;
     int zk_line;           /* line of the [zookeeper] header, 0 if absent */
-    char *delivery;        /* "at_least_once" */
+    char *delivery;        /* "exactly_once" or "at_least_once" */
+    char *offsets_root;    /* exactly_once: where positions are kept */
     int max_queued_records;
     int batch_max_ops;     /* ops per ZooKeeper multi */
     int batch_max_bytes;   /* paths + data per ZooKeeper multi */

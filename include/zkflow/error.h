@@ -15,6 +15,7 @@ typedef enum zf_err {
     ZF_ENOMEM,    /* allocation failed */
     ZF_EAGAIN,    /* not attempted (an earlier record of its batch failed) */
     ZF_ENOENT,    /* no such thing (e.g. a znode that does not exist) */
+    ZF_EFENCED,   /* another owner wrote a partition's position */
 } zf_err_t;
 
 /* Short English name of an error code; never NULL, never fails. */

@@ -20,11 +20,14 @@ typedef struct zf_source zf_source_t;
 typedef struct zf_tp {
     const char *topic; /* borrowed for the duration of the call */
     int32_t partition;
+    int64_t start;     /* `assigned` may set where consuming starts; -1
+                          (the default): the committed offset */
 } zf_tp_t;
 
 typedef struct zf_source_handlers {
-    /* Partitions were added to this member's assignment. */
-    void (*assigned)(void *ctx, const zf_tp_t *tps, size_t n);
+    /* Partitions were added to this member's assignment. Setting
+     * tps[i].start makes partition i start at that offset. */
+    void (*assigned)(void *ctx, zf_tp_t *tps, size_t n);
     /* Partitions are about to be taken away. Called before the consumer lets
      * them go, so their final offsets can still be stored and committed;
      * `lost` means another member may already own them (do not commit). */

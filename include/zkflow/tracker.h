@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "zkflow/op.h"
+#include "zkflow/zk.h"
 
 typedef enum zf_entry_state {
     ZF_ENTRY_QUEUED = 0, /* transformed, not sent yet */
@@ -42,6 +43,8 @@ typedef struct zf_partition {
     int64_t position;      /* consumed up to here (next offset); -1 unknown */
     int paused;
     int blocked;           /* a record failed here: send nothing after it */
+    zf_zk_fence_t fence;   /* exactly-once: its position znode (path owned;
+                              NULL with at-least-once) */
 } zf_partition_t;
 
 /* New empty partition state; NULL when out of memory. */

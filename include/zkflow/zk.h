@@ -14,6 +14,7 @@
 #define ZKFLOW_ZK_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "zkflow/error.h"
 #include "zkflow/op.h"
@@ -26,7 +27,8 @@ typedef struct zf_zk zf_zk_t;
  * and why; nothing of that record was applied); ZF_EAGAIN when an earlier
  * record of the same batch was refused, so this one was not attempted
  * (apply it again later); ZF_EZK when the session is gone (outcome
- * unknown). */
+ * unknown); ZF_EFENCED when the batch carried a fence and another owner
+ * wrote the partition's position (nothing of the batch was applied). */
 typedef void zf_zk_done_fn(void *ctx, zf_err_t rc, const char *why);
 
 /* One record of a batch: its ops (borrowed: valid and unchanged until its
@@ -34,7 +36,27 @@ typedef void zf_zk_done_fn(void *ctx, zf_err_t rc, const char *why);
 typedef struct zf_zk_item {
     const zf_oplist_t *ops; /* validated, at least one op */
     void *ctx;
+    int64_t next_offset;    /* its offset + 1: the position once applied */
 } zf_zk_item_t;
+
+/* Exactly-once: a partition's position znode, written (as the decimal text
+ * of the next offset to consume) by the same multi as a batch's ops, with
+ * the version this owner last saw, so a stale owner's batch fails whole.
+ * Owned by the caller; must stay valid while a batch using it is in flight,
+ * and only one such batch may be in flight at a time. */
+typedef struct zf_zk_fence {
+    char *path;
+    int32_t version; /* updated as batches apply; -1: not created yet */
+} zf_zk_fence_t;
+
+/* Read a position znode (with create_parents, also create its missing
+ * parents): ZF_OK with
+ * *next_offset and fence->version set, or *next_offset -1 and version -1
+ * when it does not exist yet; ZF_EZK with the reason in err. Blocks for at
+ * most the session timeout; never call it from a `done` callback. */
+zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
+                             int create_parents, int64_t *next_offset,
+                             char *err, size_t errlen);
 
 /* Start connecting to `connect` (a ZooKeeper connection string, optionally
  * with a /chroot suffix). Returns NULL with the reason in err on failure. The
@@ -62,9 +84,12 @@ int zf_zk_batchable(const zf_oplist_t *ops);
  * effects are all applied together, or (when one record is refused) the
  * records before it are, and those from it on are not. A record that is
  * not zf_zk_batchable must be given alone (n == 1). The items array is
- * copied. Never calls `done` from inside this call. */
+ * copied. With a fence (else NULL), the multi also writes the position
+ * after the last record applied; after a lost connection the position is
+ * read back to learn whether the batch applied before it is sent again.
+ * Never calls `done` from inside this call. */
 void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
-                 zf_zk_done_fn *done);
+                 zf_zk_fence_t *fence, zf_zk_done_fn *done);
 
 /* Handle queued completions and session events, resend due retries, and
  * call `done` for every op whose outcome is now known. Never blocks. */
