@@ -415,6 +415,7 @@ int main(int argc, char **argv) {
     /* Options that belong to one command only, for the usage check. */
     const char *run_only = NULL, *test_only = NULL;
     int status = ZF_EXIT_USAGE;
+    int level_flag = 0; /* -v or -q given: log_level does not apply */
     int c;
     while ((c = getopt_long(argc, argv, "c:vqhV", longopts, NULL)) != -1) {
         switch (c) {
@@ -439,8 +440,8 @@ int main(int argc, char **argv) {
             targs.root = optarg;
             test_only = "--root";
             break;
-        case 'v': zf_log_set_level(ZF_LOG_DEBUG); break;
-        case 'q': zf_log_set_level(ZF_LOG_WARN); break;
+        case 'v': zf_log_set_level(ZF_LOG_DEBUG); level_flag = 1; break;
+        case 'q': zf_log_set_level(ZF_LOG_WARN); level_flag = 1; break;
         case 'h':
             usage(stdout);
             status = ZF_EXIT_OK;
@@ -504,6 +505,12 @@ int main(int argc, char **argv) {
     status = load(config, &cfg);
     if (status != ZF_EXIT_OK)
         goto out;
+    zf_log_level_t level;
+    zf_log_format_t format;
+    if (!level_flag && zf_log_parse_level(cfg->log_level, &level) == 0)
+        zf_log_set_level(level);
+    if (zf_log_parse_format(cfg->log_format, &format) == 0)
+        zf_log_set_format(format);
     status = strcmp(cmd, "check") == 0 ? cmd_check(cfg)
                                         : zf_engine_run(cfg, &opts);
     zf_config_destroy(cfg);
