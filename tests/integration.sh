@@ -570,7 +570,7 @@ return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
     local cfg pid
     cfg=$(config metrics "$RUN-metrics" "[engine]" "metrics_listen = $METRICS" \
-        "[script m]" "file = metrics.lua" "topics = $t" "root = $root")
+        "log_format = json" "[script m]" "file = metrics.lua" "topics = $t" "root = $root")
     # A session timeout longer than ZooKeeper's restart keeps the session.
     sed -i 's/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 30000/' "$cfg"
     timeout 180 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
@@ -621,6 +621,13 @@ LUA
     [ "$(metric zkflow_zk_session_state)" = 1 ] || fail "session state $(metric zkflow_zk_session_state)" || { kill $pid; return 1; }
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
+    # Every log line is one JSON object, the ZooKeeper client's and
+    # librdkafka's included.
+    local bad
+    bad=$(grep -cvE '^\{"ts":"[0-9T:.-]+Z","level":"(error|warn|info|debug)","component":"[a-z]+","msg":"([^"\\]|\\.)*"\}$' "$WORK/log")
+    [ "$bad" = 0 ] || { grep -vE '^\{"ts"' "$WORK/log" | head -3; fail "$bad log lines are not JSON"; } || return 1
+    expect_log '"component":"zookeeper","msg":"connection to' || return 1
+    expect_log '"component":"kafka","msg":"assigned 3 partition(s)"' || return 1
     expect_last_per_key "$root" $n 100
 }
 

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "zkflow/http.h"
@@ -64,9 +65,21 @@ static void expect_status(const char *resp, const char *status) {
         fail_msg("expected %s, got:\n%s", status, resp);
 }
 
+/* Open descriptors of this process. */
+static int open_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
 static void test_routes(void **state) {
     (void)state;
     char err[256];
+    int fds = open_fds();
     zf_metrics_t *m = zf_metrics_new();
     zf_metric_t *c = zf_metrics_counter(m, "hits_total", "Hits.", "path");
     zf_metric_inc(c, 42, "/a\"b");
@@ -123,6 +136,7 @@ static void test_routes(void **state) {
     expect_status(r, "HTTP/1.1 200");
     zf_http_stop(h);
     zf_http_stop(NULL);
+    assert_int_equal(open_fds(), fds); /* the listen socket too is closed */
     zf_metrics_destroy(m);
 }
 
