@@ -571,8 +571,8 @@ LUA
     local cfg pid
     cfg=$(config metrics "$RUN-metrics" "[engine]" "metrics_listen = $METRICS" \
         "log_format = json" "[script m]" "file = metrics.lua" "topics = $t" "root = $root")
-    # A session timeout longer than ZooKeeper's restart keeps the session.
-    sed -i 's/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 30000/' "$cfg"
+    # The longest session ZooKeeper allows (20 ticks) outlives its restart.
+    sed -i 's/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 40000/' "$cfg"
     timeout 180 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
     pid=$!
     local applied='zkflow_records_total{script="m",result="applied"}'
