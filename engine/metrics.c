@@ -307,6 +307,7 @@ static void put(buf_t *b, const char *s, size_t n) {
 
 static void puts_(buf_t *b, const char *s) { put(b, s, strlen(s)); }
 
+/* For numbers only: what it prints is cut at 127 bytes. */
 static void printf_(buf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void printf_(buf_t *b, const char *fmt, ...) {
@@ -424,7 +425,11 @@ char *zf_metrics_render(zf_metrics_t *m, size_t *len) {
         puts_(&b, f->name);
         puts_(&b, " ");
         put_escaped(&b, f->help, 0);
-        printf_(&b, "\n# TYPE %s %s\n", f->name, types[f->kind]);
+        puts_(&b, "\n# TYPE ");
+        puts_(&b, f->name);
+        puts_(&b, " ");
+        puts_(&b, types[f->kind]);
+        puts_(&b, "\n");
         for (zf_series_t *s = atomic_load_explicit(&f->head,
                                                    memory_order_acquire);
              s; s = atomic_load_explicit(&s->next, memory_order_acquire))
@@ -472,7 +477,9 @@ static zf_series_t *series_new(zf_metric_t *f, const char *const *values) {
     for (size_t i = 0; i < f->nlabels; i++) {
         if (!(s->values[i] = strdup(values[i] ? values[i] : "")))
             goto err;
-        printf_(&b, "%s%s=\"", i ? "," : "", f->labels[i]);
+        puts_(&b, i ? "," : "");
+        puts_(&b, f->labels[i]);
+        puts_(&b, "=\"");
         put_escaped(&b, s->values[i], 1);
         puts_(&b, "\"");
     }

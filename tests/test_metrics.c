@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,6 +178,25 @@ static void test_declarations(void **state) {
     zf_metrics_destroy(m);
 }
 
+/* Names and label values longer than any internal buffer come out whole. */
+static void test_long_names(void **state) {
+    (void)state;
+    char name[301], label[301], value[2001], want[4096];
+    memset(name, 'n', 300);
+    name[300] = '\0';
+    memset(label, 'l', 300);
+    label[300] = '\0';
+    memset(value, 'v', 2000);
+    value[2000] = '\0';
+    zf_metrics_t *m = zf_metrics_new();
+    zf_metric_t *g = zf_metrics_gauge(m, name, "h", label);
+    zf_series_set(zf_metric_series(g, value), 1);
+    snprintf(want, sizeof want, "# HELP %s h\n# TYPE %s gauge\n%s{%s=\"%s\"} 1\n",
+             name, name, name, label, value);
+    expect_text(m, want);
+    zf_metrics_destroy(m);
+}
+
 /* Metrics off: every call on NULL is a no-op. */
 static void test_null_safe(void **state) {
     (void)state;
@@ -295,6 +315,7 @@ int main(void) {
         cmocka_unit_test(test_histogram_without_labels),
         cmocka_unit_test(test_hide),
         cmocka_unit_test(test_declarations),
+        cmocka_unit_test(test_long_names),
         cmocka_unit_test(test_null_safe),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_zkflow_set),
