@@ -2,7 +2,7 @@
 
 CC      ?= gcc
 CFLAGS  ?= -O2 -g
-PKGS    := rdkafka luajit inih jansson
+PKGS    := rdkafka luajit inih jansson libmicrohttpd
 # Expanded when a recipe runs, i.e. after `deps` has installed pkg-config and
 # the libraries on a fresh machine.
 DEPS_CFLAGS = $(shell pkg-config --cflags $(PKGS))

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "zkflow/http.h"
 #include "zkflow/op.h"
 
 typedef enum key_type {
@@ -18,6 +19,7 @@ typedef enum key_type {
     KEY_FILE,   /* a path, resolved against the config file's directory */
     KEY_ZNODE,  /* an absolute znode path */
     KEY_ENUM,   /* one of the words in `choices` */
+    KEY_LISTEN, /* HOST:PORT to listen on, or empty (off) */
 } key_type_t;
 
 typedef enum key_owner { OWNER_CONFIG, OWNER_SCRIPT } key_owner_t;
@@ -63,6 +65,14 @@ static const config_key_t keys[] = {
     {"engine", "batch_max_bytes", KEY_INT, CFG(batch_max_bytes), "512000",
      1024, 1000000, NULL,
      "bytes of paths and data per multi (ZooKeeper's limit is 1 MiB)"},
+    {"engine", "metrics_listen", KEY_LISTEN, CFG(metrics_listen), "", 0, 0,
+     NULL, "IPV4:PORT, [IPV6]:PORT or localhost:PORT for /metrics, /healthz "
+     "and /readyz, e.g. 127.0.0.1:9464; empty: no HTTP endpoint"},
+    {"engine", "log_level", KEY_ENUM, CFG(log_level), "info", 0, 0,
+     "error warn info debug", "lowest level logged (-v and -q override it)"},
+    {"engine", "log_format", KEY_ENUM, CFG(log_format), "text", 0, 0,
+     "text json", "log lines on stderr: text, or one JSON object per line "
+     "(ts, level, component, msg)"},
     {"script", "file", KEY_FILE, SCR(file), "", 0, 0, NULL,
      "the Lua transform; relative paths start at the config file's directory"},
     {"script", "source", KEY_STRING, SCR(source), "", 0, 0, NULL,
@@ -303,6 +313,16 @@ static int set_value(parse_t *p, const config_key_t *k, const char *value,
     case KEY_FILE:
         s = resolve_file(p, value);
         break;
+    case KEY_LISTEN: {
+        char why[256];
+        if (*value && zf_http_parse_listen(value, NULL, NULL, why,
+                                           sizeof why) != 0) {
+            fail(p, line, "%s: %s", k->name, why);
+            return -1;
+        }
+        s = strdup(value);
+        break;
+    }
     case KEY_STRING:
         s = strdup(value);
         break;
@@ -469,6 +489,15 @@ err:
 
 static int on_value(parse_t *p, const char *name, const char *value);
 
+/* Only a listen address may be empty (it then means off). */
+static int empty_allowed(const char *section, const char *name) {
+    for (size_t i = 0; i < NKEYS; i++)
+        if (keys[i].type == KEY_LISTEN && strcmp(keys[i].section, section) == 0 &&
+            strcmp(keys[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
 static int on_key(void *user, const char *section, const char *name,
                   const char *value) {
     parse_t *p = user;
@@ -478,7 +507,7 @@ static int on_key(void *user, const char *section, const char *name,
         fail(p, p->line, "key '%s' is outside any section", name);
         return 0;
     }
-    if (!*value) {
+    if (!*value && !empty_allowed(p->section, name)) {
         fail(p, p->line, "%s has an empty value", name);
         return 0;
     }
@@ -503,7 +532,7 @@ static int on_key(void *user, const char *section, const char *name,
 
 /* The rest of on_key, once `value` is expanded. */
 static int on_value(parse_t *p, const char *name, const char *value) {
-    if (!*value) {
+    if (!*value && !empty_allowed(p->section, name)) {
         fail(p, p->line, "%s is empty once environment variables are "
                          "substituted",
              name);
@@ -553,7 +582,7 @@ static void apply_defaults(parse_t *p, key_owner_t owner, zf_script_conf_t *sc,
                                        : *(char **)dst == NULL;
         if (!unset)
             continue;
-        if (k->def && !*k->def)
+        if (k->def && !*k->def && k->type != KEY_LISTEN)
             continue; /* optional */
         if (!k->def) {
             fail(p, line, "[%s%s%s] needs a '%s' key", section, sc ? " " : "",
@@ -759,6 +788,9 @@ void zf_config_destroy(zf_config_t *cfg) {
     free(cfg->zk_connect);
     free(cfg->delivery);
     free(cfg->offsets_root);
+    free(cfg->metrics_listen);
+    free(cfg->log_level);
+    free(cfg->log_format);
     free(cfg->path);
     free(cfg);
 }
@@ -842,7 +874,8 @@ void zf_config_print_keys(FILE *out) {
                     strcmp(section, "script") == 0 ? " NAME" : "");
         }
         fprintf(out, "  %-20s %s (%s%s)\n", k->name, k->doc,
-                k->def ? "default " : "required", k->def ? k->def : "");
+                k->def ? "default " : "required",
+                k->def ? (*k->def ? k->def : "empty") : "");
         if (strcmp(section, "script") == 0 && !script_params++)
             fprintf(out, "  %-20s reaches the script as params.NAME (a "
                          "string)\n",

@@ -11,8 +11,10 @@
 
 #include "zkflow/clock.h"
 #include "zkflow/error.h"
+#include "zkflow/http.h"
 #include "zkflow/jsonl.h"
 #include "zkflow/log.h"
+#include "zkflow/metrics.h"
 #include "zkflow/script.h"
 #include "zkflow/scriptset.h"
 #include "zkflow/source.h"
@@ -208,6 +210,7 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     if (rc == ZF_OK) {
         zf_entry_applied(en);
         e->applied++;
+        zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "applied");
         return;
     }
     if (rc == ZF_EAGAIN) {
@@ -235,6 +238,7 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
              (long long)en->offset);
     /* Not applied, so never committable: the record stays for a restart,
      * and nothing after it in this partition may overtake it. */
+    zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "error");
     zf_entry_failed(en);
     p->blocked = 1;
     fail(e);
@@ -271,6 +275,7 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
                  zf_script_name(p->script), err, rec->topic, rec->partition,
                  (long long)rec->offset);
         zf_oplist_free(&ops);
+        zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "error");
         fail(e); /* records before this one are still applied */
         return;
     }
@@ -285,6 +290,8 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
     if (en->ops.n == 0 || e->opts.dry_run) {
         zf_entry_applied(en);
         e->skipped += en->ops.n == 0;
+        zf_metric_inc(zf_m.records, en->ops.n == 0, zf_script_name(p->script),
+                      "skipped");
     }
     if (!p->paused && p->nentries >= (size_t)e->cfg->max_queued_records) {
         zf_source_pause(e->src, p->topic, p->partition, 1);
@@ -533,6 +540,7 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
                   .status = ZF_EXIT_OK,
                   .exactly_once = strcmp(cfg->delivery, "exactly_once") == 0};
     char err[2048];
+    zf_http_t *http = NULL;
     static const zf_source_handlers_t handlers = {on_assigned, on_revoked};
     int64_t started = zf_now_ms();
 
@@ -567,6 +575,25 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         goto out;
     }
     status = ZF_EXIT_FAILURE;
+    /* Metrics and health probes, when metrics_listen is set. */
+    if (cfg->metrics_listen[0]) {
+        if (zf_metrics_zkflow_init() != 0) {
+            zf_error(LOG, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < zf_scriptset_count(e.scripts); i++) {
+            zf_scriptset_entry_t en = zf_scriptset_entry(e.scripts, i);
+            zf_metrics_zkflow_script(en.conf->name,
+                                     zf_script_version(en.script), NULL);
+        }
+        if (!(http = zf_http_start(cfg->metrics_listen, zf_m.reg,
+                                   zf_metrics_zkflow_ready, NULL, err,
+                                   sizeof err))) {
+            zf_error(LOG, "%s", err);
+            goto out;
+        }
+        zf_info(LOG, "metrics on http://%s/metrics", cfg->metrics_listen);
+    }
     if (!(e.zk = zf_zk_new(cfg->zk_connect, cfg->zk_session_timeout_ms, err,
                            sizeof err)) ||
         zf_zk_wait_connected(e.zk, cfg->zk_connect_timeout_ms, err,
@@ -593,5 +620,7 @@ out:
     zf_scriptset_destroy(e.scripts);
     free(e.batch);
     close(e.sigfd);
+    zf_http_stop(http);
+    zf_metrics_zkflow_free();
     return status;
 }

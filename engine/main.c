@@ -367,7 +367,7 @@ int main(int argc, char **argv) {
     /* Options that belong to one command only, for the usage check. */
     const char *run_only = NULL, *test_only = NULL;
     int status = ZF_EXIT_USAGE;
-    int level_set = 0; /* -v or -q given */
+    int level_set = 0; /* -v or -q given: log_level does not apply */
     int c;
     while ((c = getopt_long(argc, argv, "c:vqhV", longopts, NULL)) != -1) {
         switch (c) {
@@ -469,6 +469,13 @@ int main(int argc, char **argv) {
     status = load(config, &cfg);
     if (status != ZF_EXIT_OK)
         goto out;
+    zf_log_level_t level;
+    zf_log_format_t format;
+    if (!level_set && strcmp(cmd, "run") == 0 &&
+        zf_log_parse_level(cfg->log_level, &level) == 0)
+        zf_log_set_level(level);
+    if (zf_log_parse_format(cfg->log_format, &format) == 0)
+        zf_log_set_format(format);
     status = publish ? cmd_publish(cfg, argv[optind], argv[optind + 1])
              : strcmp(cmd, "check") == 0 ? cmd_check(cfg)
                                          : zf_engine_run(cfg, &opts);

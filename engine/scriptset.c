@@ -10,6 +10,7 @@
 #include "zkflow/clock.h"
 #include "zkflow/fixture.h"
 #include "zkflow/log.h"
+#include "zkflow/metrics.h"
 #include "zkflow/watch.h"
 #include "zkflow/zkstore.h"
 
@@ -260,6 +261,7 @@ static int reload(zf_scriptset_t *set, slot_t *sl) {
     if (!s) {
         sl->rejected++;
         set->rejected++;
+        zf_metric_inc(zf_m.script_reloads, 1, sc->name, "rejected");
         zf_error(LOG, "script %s: reload rejected, version %s keeps running: "
                       "%s",
                  sc->name, old, err);
@@ -272,6 +274,8 @@ static int reload(zf_scriptset_t *set, slot_t *sl) {
     }
     sl->reloads++;
     set->reloads++;
+    zf_metric_inc(zf_m.script_reloads, 1, sc->name, "ok");
+    zf_metrics_zkflow_script(sc->name, zf_script_version(s), old);
     zf_info(LOG, "script %s: reloaded, version %s -> %s", sc->name, old,
             zf_script_version(s));
     zf_script_destroy(sl->script);
@@ -344,18 +348,29 @@ static void log_changes(zf_scriptset_t *set, const zf_config_t *nc,
         slot_t *old = slot_named(set, sc->name);
         if (!old) {
             append(added, sizeof added, sc->name);
+            zf_metrics_zkflow_script(sc->name, zf_script_version(ns[i].script),
+                                     NULL);
             zf_info(LOG, "script %s: version %s from %s", sc->name,
                     zf_script_version(ns[i].script), where(sc));
         } else if (old->script != ns[i].script) {
             append(changed, sizeof changed, sc->name);
+            zf_metric_inc(zf_m.script_reloads, 1, sc->name, "ok");
+            zf_metrics_zkflow_script(sc->name, zf_script_version(ns[i].script),
+                                     zf_script_version(old->script));
             zf_info(LOG, "script %s: section changed, version %s -> %s",
                     sc->name, zf_script_version(old->script),
                     zf_script_version(ns[i].script));
         }
     }
-    for (size_t j = 0; j < set->n; j++)
-        if (!has_section(nc, set->slots[j].conf->name))
-            append(removed, sizeof removed, set->slots[j].conf->name);
+    for (size_t j = 0; j < set->n; j++) {
+        const slot_t *gone = &set->slots[j];
+        if (has_section(nc, gone->conf->name))
+            continue;
+        append(removed, sizeof removed, gone->conf->name);
+        if (zf_m.reg)
+            zf_series_hide(zf_metric_series(zf_m.script_info, gone->conf->name,
+                                            zf_script_version(gone->script)));
+    }
     zf_info(LOG, "configuration reloaded from %s: %zu script(s); added: %s; "
                  "changed: %s; removed: %s",
             nc->path, nc->nscripts, *added ? added : "none",

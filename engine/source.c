@@ -8,7 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "zkflow/clock.h"
 #include "zkflow/log.h"
+#include "zkflow/metrics.h"
+
+/* How often zkflow_consumer_lag is refreshed. */
+#define LAG_EVERY_MS 1000
 
 struct zf_source {
     rd_kafka_t *rk;
@@ -25,6 +30,7 @@ struct zf_source {
     size_t headers_cap;
     int fatal;
     char fatal_msg[512];
+    int64_t lag_at; /* next zkflow_consumer_lag refresh (ms) */
 };
 
 /* Keys zkflow sets itself; refusing them keeps the delivery promise. */
@@ -73,6 +79,43 @@ static zf_tp_t *to_tps(const rd_kafka_topic_partition_list_t *parts) {
     return tps;
 }
 
+static zf_series_t *lag_series(const char *topic, int32_t partition) {
+    char part[16];
+    snprintf(part, sizeof part, "%d", (int)partition);
+    return zf_metric_series(zf_m.consumer_lag, topic, part);
+}
+
+/* zkflow_consumer_lag of every assigned partition: its high watermark, as
+ * last seen in a fetch (no request is made), minus the fetch position. A
+ * partition nothing was fetched from yet has no position and keeps its
+ * last value, or none. */
+static void update_lag(zf_source_t *src) {
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (!zf_m.consumer_lag || rd_kafka_assignment(src->rk, &a) != 0)
+        return;
+    rd_kafka_position(src->rk, a);
+    for (int i = 0; i < a->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &a->elems[i];
+        int64_t lo, hi;
+        if (tp->offset < 0 ||
+            rd_kafka_get_watermark_offsets(src->rk, tp->topic, tp->partition,
+                                           &lo, &hi) != 0 ||
+            hi < 0)
+            continue;
+        zf_series_set(lag_series(tp->topic, tp->partition),
+                      (double)(hi > tp->offset ? hi - tp->offset : 0));
+    }
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
+static void count_assigned(rd_kafka_t *rk) {
+    rd_kafka_topic_partition_list_t *a = NULL;
+    if (!zf_m.assigned || rd_kafka_assignment(rk, &a) != 0)
+        return;
+    zf_series_set(zf_metric_series(zf_m.assigned), (double)a->cnt);
+    rd_kafka_topic_partition_list_destroy(a);
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
@@ -102,6 +145,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         zf_info("kafka", "%s %d partition(s)", lost ? "lost" : "revoked",
                 parts->cnt);
         src->h.revoked(src->ctx, tps, (size_t)parts->cnt, lost);
+        for (int i = 0; i < parts->cnt; i++)
+            zf_series_hide(lag_series(tps[i].topic, tps[i].partition));
         if (cooperative)
             error = rd_kafka_incremental_unassign(rk, parts);
         else
@@ -115,6 +160,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         zf_error("kafka", "changing the assignment failed: %s",
                  rd_kafka_err2str(rerr));
     }
+    count_assigned(rk);
     free(tps);
 }
 
@@ -282,6 +328,10 @@ static int fill_headers(zf_source_t *src, rd_kafka_message_t *m,
 
 zf_source_event_t zf_source_next(zf_source_t *src, zf_record_t *rec) {
     release_held(src);
+    if (zf_m.consumer_lag && zf_now_ms() >= src->lag_at) {
+        update_lag(src);
+        src->lag_at = zf_now_ms() + LAG_EVERY_MS;
+    }
     for (;;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(src->rk, 0);
         if (!m) {

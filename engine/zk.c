@@ -16,6 +16,7 @@
 
 #include "zkflow/clock.h"
 #include "zkflow/log.h"
+#include "zkflow/metrics.h"
 
 /* Rounds of a batch lost to other writers before a record is given up. */
 #define MAX_ROUNDS 64
@@ -103,6 +104,8 @@ typedef struct req {
     int planned;     /* the plan is built: send it as it is */
     int retries;     /* consecutive connection-loss retries */
     int64_t due_ms;  /* when waiting for a retry */
+    struct timespec started; /* when zf_zk_apply took it (metrics) */
+    size_t nops;     /* ops of its records (metrics) */
     struct req *next_retry;
     plan_t plan;
     probe_t *probes; /* answers of STEP_PROBE, and what still needs asking */
@@ -166,6 +169,7 @@ struct zf_zk {
     int fatal;
     char fatal_msg[256];
     size_t inflight;  /* records applied and not yet reported */
+    size_t inflight_ops; /* their ops (zkflow_inflight_ops) */
     req_t *retries;   /* waiting for their due time, unsorted */
     pathset_t known;  /* paths seen to exist in this session */
 };
@@ -697,12 +701,84 @@ static void learn(zf_zk_t *zk, const req_t *r) {
     }
 }
 
+/* ------------------------------------------------------------- metrics */
+
+/* The metric label of a ZooKeeper result: "ok" or the error's name. */
+static const char *result_name(int rc) {
+    switch (rc) {
+    case ZOK: return "ok";
+    case ZNONODE: return "nonode";
+    case ZNODEEXISTS: return "nodeexists";
+    case ZBADVERSION: return "badversion";
+    case ZNOTEMPTY: return "notempty";
+    case ZNOCHILDRENFOREPHEMERALS: return "nochildrenforephemerals";
+    case ZCONNECTIONLOSS: return "connectionloss";
+    case ZOPERATIONTIMEOUT: return "operationtimeout";
+    case ZSESSIONEXPIRED: return "sessionexpired";
+    case ZINVALIDSTATE: return "invalidstate";
+    case ZCLOSING: return "closing";
+    case ZAUTHFAILED: return "authfailed";
+    case ZNOAUTH: return "noauth";
+    case ZBADARGUMENTS: return "badarguments";
+    case ZUNIMPLEMENTED: return "unimplemented";
+    case ZRUNTIMEINCONSISTENCY: return "runtimeinconsistency";
+    case ZMARSHALLINGERROR: return "marshallingerror";
+    }
+    return "other";
+}
+
+static void count_request(const req_t *r, int rc) {
+    static const char *const names[] = {"create", "get_children", "exists",
+                                        "multi"};
+    if (!zf_m.zk_requests || (r->step == STEP_MULTI && r->plan.n == 0))
+        return; /* off, or nothing was sent: the plan was already done */
+    zf_series_inc(zf_metric_series(zf_m.zk_requests, names[r->step],
+                                   result_name(rc)),
+                  1);
+}
+
+static void set_inflight(zf_zk_t *zk, size_t nops, int add) {
+    zk->inflight_ops = add ? zk->inflight_ops + nops : zk->inflight_ops - nops;
+    zf_series_set(zf_metric_series(zf_m.inflight_ops),
+                  (double)zk->inflight_ops);
+}
+
+/* Count the ops of the batch's records by type and outcome, and its time. */
+static void count_outcome(zf_zk_t *zk, const req_t *r, int rc) {
+    set_inflight(zk, r->nops, 0);
+    if (!zf_m.zk_ops)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    zf_series_observe(zf_metric_series(zf_m.zk_write_seconds),
+                      (double)(now.tv_sec - r->started.tv_sec) +
+                          (double)(now.tv_nsec - r->started.tv_nsec) / 1e9);
+    uint64_t n[ZF_OP_NTYPES][3] = {{0}}; /* applied, refused, session_lost */
+    for (size_t i = 0; i < r->nitems && i <= r->failed_item; i++) {
+        int code = i < r->failed_item ? rc : r->failed_rc;
+        int k = code == ZOK ? 0 : session_gone(code) ? 2 : 1;
+        const zf_oplist_t *ops = r->items[i].ops;
+        for (size_t j = 0; j < ops->n; j++)
+            n[ops->ops[j].type][k]++;
+    }
+    static const char *const results[] = {"applied", "refused",
+                                          "session_lost"};
+    for (int t = 0; t < ZF_OP_NTYPES; t++)
+        for (int k = 0; k < 3; k++)
+            if (n[t][k])
+                zf_series_inc(zf_metric_series(zf_m.zk_ops,
+                                               zf_op_name((zf_op_type_t)t),
+                                               results[k]),
+                              n[t][k]);
+}
+
 /* Report every record of the batch and free the request. rc is the outcome
  * of what was sent (the records before failed_item); failed_item, if any,
  * was refused with failed_rc; the records after it were not attempted. */
 static void finish(zf_zk_t *zk, req_t *r, int rc) {
     if (rc == ZOK)
         learn(zk, r);
+    count_outcome(zk, r, rc);
     char why[1024];
     for (size_t i = 0; i < r->nitems; i++) {
         zf_err_t err = ZF_OK;
@@ -948,6 +1024,7 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
     else if (total > n)
         zoo_set_op_init(&r->zops[n], r->fence->path, r->position,
                         (int)strlen(r->position), r->fence->version, NULL);
+    zf_series_observe(zf_metric_series(zf_m.zk_batch_ops), (double)n);
     int rc = zoo_amulti(zk->zh, (int)total, r->zops, r->results, on_void, r);
     if (rc != ZOK) {
         call_failed(zk, r, rc);
@@ -1187,6 +1264,10 @@ void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
     else
         r->step = STEP_MULTI;
     zk->inflight += n;
+    clock_gettime(CLOCK_MONOTONIC, &r->started);
+    for (size_t i = 0; i < n; i++)
+        r->nops += items[i].ops->n;
+    set_inflight(zk, r->nops, 1);
     send_step(zk, r);
 }
 
@@ -1199,6 +1280,12 @@ static void set_fatal(zf_zk_t *zk, const char *msg) {
 }
 
 static void session_event(zf_zk_t *zk, int state) {
+    zf_series_set(zf_metric_series(zf_m.zk_session_state),
+                  state == ZOO_CONNECTED_STATE ? ZF_ZK_STATE_CONNECTED
+                  : state == ZOO_EXPIRED_SESSION_STATE ||
+                          state == ZOO_AUTH_FAILED_STATE
+                      ? ZF_ZK_STATE_EXPIRED
+                      : ZF_ZK_STATE_CONNECTING);
     if (state == ZOO_CONNECTED_STATE) {
         if (!zk->connected)
             zf_info("zookeeper", "connected to %s (session 0x%llx)",
@@ -1229,6 +1316,7 @@ static void handle_event(zf_zk_t *zk, const event_t *e) {
         listing_done(zk, r, e->listing, rc);
     else if (e->asked)
         probe_done(r, e->asked, rc);
+    count_request(r, rc);
     if (--r->pending > 0)
         return;
     if (r->sync_err)

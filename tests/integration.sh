@@ -712,6 +712,98 @@ LUA
     expect_last_per_key "$root" $n 300 /v
 }
 
+# metric NAME{LABELS}: its value in the endpoint's /metrics ($METRICS), or
+# nothing when absent.
+metric() {
+    curl -s "http://$METRICS/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+}
+
+# wait_until SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds.
+wait_until() {
+    local tries=$(($1 * 5))
+    shift
+    for _ in $(seq $tries); do "$@" && return 0; sleep 0.2; done
+    return 1
+}
+
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
+readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/readyz")" = "$1" ]; }
+
+# /metrics counts what was produced and applied, the ZooKeeper counters
+# agree with each other, /readyz follows ZooKeeper going away and coming
+# back, and a second instance on the same address fails naming it.
+test_metrics_and_readiness() {
+    local t=$RUN-metrics root=/$RUN/metrics n=3000
+    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
+    topic "$t" 3
+    keyed "$t" $n 100
+    cat >"$WORK/metrics.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg pid
+    cfg=$(config metrics "$RUN-metrics" "[engine]" "metrics_listen = $METRICS" \
+        "log_format = json" "[script m]" "file = metrics.lua" "topics = $t" "root = $root")
+    # The longest session ZooKeeper allows (20 ticks) outlives its restart.
+    sed -i 's/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 40000/' "$cfg"
+    timeout 180 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    local applied='zkflow_records_total{script="m",result="applied"}'
+    wait_until 60 metric_is "$applied" $n ||
+        fail "$applied is '$(metric "$applied")', expected $n" || { kill $pid; return 1; }
+    curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
+    local got
+    got=$(metric 'zkflow_zk_ops_total{op="upsert",result="applied"}')
+    [ "$got" = $n ] || fail "upserts applied: '$got', expected $n" || { kill $pid; return 1; }
+    for r in skipped dlq error; do
+        got=$(metric "zkflow_records_total{script=\"m\",result=\"$r\"}")
+        [ "$got" = 0 ] || fail "records $r: '$got', expected 0" || { kill $pid; return 1; }
+    done
+    [ "$(metric zkflow_inflight_ops)" = 0 ] || fail "ops still in flight" || { kill $pid; return 1; }
+    # Every multi sent has its outcome counted; together they carried at
+    # least one op per record (upserts, plus parents created for them).
+    local sent completed ops
+    sent=$(metric zkflow_zk_batch_ops_count)
+    completed=$(awk '/^zkflow_zk_requests_total\{request="multi"/ { s += $2 } END { print s + 0 }' "$WORK/metrics.txt")
+    ops=$(metric zkflow_zk_batch_ops_sum)
+    [ "$sent" -gt 0 ] && [ "$sent" = "$completed" ] || fail "multis sent $sent, completed $completed" || { kill $pid; return 1; }
+    [ "$ops" -ge $n ] || fail "ops in multis: $ops < $n" || { kill $pid; return 1; }
+    [ "$(metric zkflow_zk_write_seconds_count)" -gt 0 ] || fail "no write times" || { kill $pid; return 1; }
+    [ "$(metric zkflow_assigned_partitions)" = 3 ] || fail "assigned partitions: $(metric zkflow_assigned_partitions)" || { kill $pid; return 1; }
+    wait_until 10 metric_is "zkflow_consumer_lag{topic=\"$t\",partition=\"0\"}" 0 ||
+        fail "lag of partition 0: '$(metric "zkflow_consumer_lag{topic=\"$t\",partition=\"0\"}")'" || { kill $pid; return 1; }
+    grep -q '^zkflow_script_info{script="m",version="[0-9a-f]*"} 1$' "$WORK/metrics.txt" ||
+        fail "no script_info line" || { kill $pid; return 1; }
+    readyz_is 200 || fail "/readyz not 200 while running" || { kill $pid; return 1; }
+
+    # The same address again: a startup error that names it.
+    timeout 60 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log2"
+    expect_exit 1 $? || { kill $pid; return 1; }
+    grep -qF "cannot listen on $METRICS: Address already in use" "$WORK/log2" ||
+        fail "second instance: $(tail -1 "$WORK/log2")" || { kill $pid; return 1; }
+
+    # ZooKeeper away: not ready (with the reason), still alive.
+    kill -KILL "$(cat "$pidfile")"
+    wait_until 30 readyz_is 503 || fail "/readyz did not turn 503" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
+    [ "$(curl -s "http://$METRICS/readyz")" = "ZooKeeper session not connected" ] ||
+        fail "503 reason: $(curl -s "http://$METRICS/readyz")" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
+    [ "$(metric zkflow_zk_session_state)" = 0 ] || fail "session state $(metric zkflow_zk_session_state)" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
+    readyz_is 503 && [ "$(curl -s "http://$METRICS/healthz")" = ok ] || fail "/healthz not ok" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
+    scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || { kill $pid; return 1; }
+    wait_until 60 readyz_is 200 || fail "/readyz did not return to 200" || { kill $pid; return 1; }
+    [ "$(metric zkflow_zk_session_state)" = 1 ] || fail "session state $(metric zkflow_zk_session_state)" || { kill $pid; return 1; }
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    # Every log line is one JSON object, the ZooKeeper client's and
+    # librdkafka's included.
+    local bad
+    bad=$(grep -cvE '^\{"ts":"[0-9T:.-]+Z","level":"(error|warn|info|debug)","component":"[a-z]+","msg":"([^"\\]|\\.)*"\}$' "$WORK/log")
+    [ "$bad" = 0 ] || { grep -vE '^\{"ts"' "$WORK/log" | head -3; fail "$bad log lines are not JSON"; } || return 1
+    expect_log '"component":"zookeeper","msg":"connection to' || return 1
+    expect_log '"component":"kafka","msg":"assigned 3 partition(s)"' || return 1
+    expect_last_per_key "$root" $n 100
+}
+
 # ------------------------------------------------------------------ main
 
 [ -x "$ZKFLOW" ] && [ -x "$ZKTREE" ] || { echo "build first: make" >&2; exit 2; }

@@ -421,6 +421,55 @@ static void test_redact(void **state) {
     zf_config_destroy(cfg);
 }
 
+/* [engine] metrics_listen, log_level, log_format: defaults, good values,
+ * and bad ones reported at their line. */
+static void test_operations_keys(void **state) {
+    (void)state;
+    zf_config_t *cfg;
+    const char *path = write_temp("ops.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT);
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->metrics_listen, ""); /* off by default */
+    assert_string_equal(cfg->log_level, "info");
+    assert_string_equal(cfg->log_format, "text");
+    zf_config_destroy(cfg);
+
+    path = write_temp("ops.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                      "[engine]\nmetrics_listen = [::1]:9464\n"
+                      "log_level = debug\nlog_format = json\n");
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->metrics_listen, "[::1]:9464");
+    assert_string_equal(cfg->log_level, "debug");
+    assert_string_equal(cfg->log_format, "json");
+    zf_config_destroy(cfg);
+
+    /* Empty is allowed for the listen address only: it means off. */
+    path = write_temp("ops.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                      "[engine]\nmetrics_listen =\n");
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->metrics_listen, "");
+    zf_config_destroy(cfg);
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "[engine]\nlog_level =\n",
+                 10, "log_level has an empty value");
+
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "[engine]\nmetrics_listen = 9464\n",
+                 10, "metrics_listen: '9464' is not HOST:PORT");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "[engine]\nmetrics_listen = 127.0.0.1:99999\n",
+                 10, "metrics_listen: '127.0.0.1:99999': the port must be a "
+                    "number from 1 to 65535");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "[engine]\nmetrics_listen = metrics.local:9464\n",
+                 10, "is not an IPv4 address, [IPv6] address or localhost");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "[engine]\n\nlog_level = verbose\n",
+                 11, "log_level: 'verbose' is not one of: error warn info "
+                     "debug");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "[engine]\nlog_format = xml\n",
+                 10, "log_format: 'xml' is not one of: text json");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
@@ -438,6 +487,7 @@ int main(void) {
         cmocka_unit_test(test_secret_keys),
         cmocka_unit_test(test_secret_warning),
         cmocka_unit_test(test_redact),
+        cmocka_unit_test(test_operations_keys),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -60,6 +60,9 @@ typedef struct zf_config {
     int max_queued_records;
     int batch_max_ops;     /* ops per ZooKeeper multi */
     int batch_max_bytes;   /* paths + data per ZooKeeper multi */
+    char *metrics_listen;  /* HTTP endpoint address; "" when off */
+    char *log_level;       /* "error", "warn", "info" or "debug" */
+    char *log_format;      /* "text" or "json" */
     zf_script_conf_t *scripts;
     size_t nscripts;
     char *restart_sig; /* every key = value of [kafka], [zookeeper] and
