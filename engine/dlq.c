@@ -236,6 +236,28 @@ zf_err_t zf_dlq_send(zf_dlq_t *d, const char *topic, const zf_record_t *rec,
     return ZF_OK;
 }
 
+zf_err_t zf_dlq_check_topic(zf_dlq_t *d, const char *topic, int timeout_ms,
+                            char *err, size_t errlen) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(d->rk, topic, NULL);
+    if (!rkt) {
+        snprintf(err, errlen, "dlq_topic %s: %s", topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        return ZF_EKAFKA;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rerr = rd_kafka_metadata(d->rk, 0, rkt, &md,
+                                                 timeout_ms);
+    if (!rerr && md->topic_cnt == 1)
+        rerr = md->topics[0].err;
+    if (rerr)
+        snprintf(err, errlen, "dlq_topic %s: %s", topic,
+                 rd_kafka_err2str(rerr));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return rerr ? ZF_EKAFKA : ZF_OK;
+}
+
 int zf_dlq_fd(const zf_dlq_t *d) { return d ? d->pipe[0] : -1; }
 
 void zf_dlq_process(zf_dlq_t *d) {

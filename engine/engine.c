@@ -392,7 +392,7 @@ static size_t dispatch(engine_t *e) {
     for (size_t i = 0; i < e->nparts; i++) {
         zf_partition_t *p = e->parts[i];
         store_progress(e, p);
-        if (p->blocked || p->ndead > 0) /* failed, or being dead-lettered */
+        if (p->blocked)
             continue;
         zf_entry_t *en = zf_partition_next_queued(p);
         if (!en)
@@ -401,7 +401,11 @@ static size_t dispatch(engine_t *e) {
         if (p->nsent > 0)
             continue;
         size_t n = 0, ops = 0, bytes = 0;
-        for (; en && n < e->batch_cap; en = en->next) {
+        /* A record being dead-lettered holds back the records after it. */
+        for (en = p->ndead ? p->head : en; en && n < e->batch_cap;
+             en = en->next) {
+            if (en->state == ZF_ENTRY_DEAD)
+                break;
             if (en->state != ZF_ENTRY_QUEUED)
                 continue; /* a skipped record: nothing to send */
             int alone = !zf_zk_batchable(&en->ops);
@@ -416,6 +420,8 @@ static size_t dispatch(engine_t *e) {
             if (alone)
                 break;
         }
+        if (n == 0)
+            continue; /* behind a dead letter */
         zf_zk_apply(e->zk, e->batch, n, on_applied);
         e->batches++;
     }
@@ -631,15 +637,20 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     for (size_t i = 0; i < cfg->nscripts && !opts->dry_run; i++) {
         /* Made now when the configuration asks for it, so a producer
          * problem shows at start; after a reload, when first needed. */
-        if (strcmp(cfg->scripts[i].on_error, "dlq") != 0)
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        if (strcmp(sc->on_error, "dlq") != 0)
             continue;
-        rc = zf_dlq_new(cfg, on_dead_lettered, &e, &e.dlq, err, sizeof err);
-        if (rc != ZF_OK) {
+        if (!e.dlq && (rc = zf_dlq_new(cfg, on_dead_lettered, &e, &e.dlq, err,
+                                       sizeof err)) != ZF_OK) {
             fprintf(stderr, "%s\n", err);
             status = rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
             goto out;
         }
-        break;
+        if (zf_dlq_check_topic(e.dlq, sc->dlq_topic, 5000, err, sizeof err) !=
+            ZF_OK)
+            zf_warn(LOG, "[script %s] %s: a record dead-lettered there will "
+                         "stop zkflow",
+                    sc->name, err);
     }
     status = ZF_EXIT_FAILURE;
     if (!(e.zk = zf_zk_new(cfg->zk_connect, cfg->zk_session_timeout_ms, err,

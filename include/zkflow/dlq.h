@@ -60,6 +60,12 @@ zf_err_t zf_dlq_new(const zf_config_t *cfg, zf_dlq_done_fn *done, void *ctx,
 zf_err_t zf_dlq_send(zf_dlq_t *d, const char *topic, const zf_record_t *rec,
                      const zf_dlq_failure_t *f, char *err, size_t errlen);
 
+/* Ask the cluster (blocking, for at most timeout_ms) whether `topic`
+ * exists; a broker that creates topics on first use may create it here.
+ * Returns ZF_OK, or ZF_EKAFKA with the reason in err. */
+zf_err_t zf_dlq_check_topic(zf_dlq_t *d, const char *topic, int timeout_ms,
+                            char *err, size_t errlen);
+
 /* A descriptor that becomes readable when delivery reports wait; -1 for a
  * NULL d. */
 int zf_dlq_fd(const zf_dlq_t *d);
