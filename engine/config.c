@@ -893,7 +893,8 @@ void zf_config_print_keys(FILE *out) {
                     strcmp(section, "script") == 0 ? " NAME" : "");
         }
         fprintf(out, "  %-20s %s (%s%s)\n", k->name, k->doc,
-                k->def ? "default " : "required", k->def ? k->def : "");
+                !k->def ? "required" : *k->def ? "default " : "optional",
+                k->def ? k->def : "");
         if (strcmp(section, "script") == 0 && !script_params++)
             fprintf(out, "  %-20s reaches the script as params.NAME (a "
                          "string)\n",
