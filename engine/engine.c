@@ -188,7 +188,8 @@ static void on_dead_lettered(void *ctx, const char *topic, int32_t partition,
                   "dead-lettered to %s: %s; stopping without committing it",
              script_name(p), topic, partition, (long long)offset,
              sc && sc->dlq_topic ? sc->dlq_topic : "(none)", why);
-    p->blocked = 1; /* as with on_error = stop */
+    /* As with on_error = stop: it stays DEAD, never committable, and holds
+     * back the records after it; those before it are still applied. */
     fail(e);
 }
 
@@ -323,7 +324,7 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
                                 ? "validate"
                                 : "transform";
         if (dead_letter(e, p, en, rec, stage, err, NULL) != 0) {
-            p->blocked = 1; /* never applied: nothing after it commits */
+            zf_entry_dead(en); /* for good: as with on_error = stop */
             fail(e);
         }
         return;
@@ -420,8 +421,12 @@ static size_t dispatch(engine_t *e) {
             if (alone)
                 break;
         }
-        if (n == 0)
-            continue; /* behind a dead letter */
+        if (n == 0) {
+            /* Behind a dead letter: they go once it is acknowledged; a
+             * stop does not wait for them. */
+            waiting--;
+            continue;
+        }
         zf_zk_apply(e->zk, e->batch, n, on_applied);
         e->batches++;
     }
