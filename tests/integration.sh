@@ -496,6 +496,12 @@ poison_stream() { # TOPIC
     topic "$1" 1
     printf 'g1\tok1\np1\traise\ng2\tok2\np2\toutside\ng3\tok3\np3\thuge\ng4\tok4\np4\tmissing\ng5\tok5\n' |
         kcat -P -b "$KAFKA" -t "$1" -K $'\t' -H trace=t1 -z none
+    poison_script
+}
+
+# $WORK/poison.lua: value "raise", "outside", "huge" or "missing" fails
+# that way; any other value goes to ROOT/KEY.
+poison_script() {
     cat >"$WORK/poison.lua" <<'LUA'
 return function(rec)
   local kind = rec.value
@@ -537,6 +543,12 @@ test_on_error_dlq() {
     poison_stream "$t"
     topic "$dlq" 1
     cfg=$(poison_config dlq "$RUN-dlq" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq")
+    # A dry run prints the three transform failures, produces nothing and
+    # commits nothing.
+    zkflow run -c "$cfg" --exit-on-eof --dry-run >"$WORK/dry"; expect_exit 0 $? || return 1
+    [ "$(grep -c '"error":' "$WORK/dry")" = 3 ] || fail "dry run: expected 3 error lines" || return 1
+    expect_log "(record $t [0] offset 1); would dead-letter it (dry run)" || return 1
+    [ "$(topic_records "$dlq" | wc -l)" = 0 ] || fail "a dry run dead-lettered records" || return 1
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
     expect_log "consumed=9 applied=5 skipped=0 dead-lettered=4 failed=4" || return 1
     expect_log "script s: $WORK/poison.lua:3: poison record p1 (record $t [0] offset 1); dead-lettering it" || return 1
@@ -567,6 +579,42 @@ test_on_error_dlq() {
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
     [ "$(consumed)" = 0 ] || fail "rerun consumed $(consumed), expected 0" || return 1
     [ "$(topic_records "$dlq" | wc -l)" = 4 ] || fail "a rerun dead-lettered again"
+}
+
+# on_error = dlq at scale: 2000 records over 4 partitions, one in 25
+# poisoned (the four kinds in turn), batched into multis. Every good record
+# is applied, the dead-letter topic holds each poison record exactly once,
+# with the stage of its kind, and a rerun consumes nothing.
+test_on_error_dlq_many() {
+    local t=$RUN-poisonmany dlq=$RUN-poisonmany.dlq root=/$RUN/many cfg
+    poison_script
+    topic "$t" 4
+    topic "$dlq" 2
+    awk 'BEGIN { split("raise outside huge missing", kinds, " ")
+                 for (i = 0; i < 2000; i++)
+                     if (i % 25 == 0) printf "k%d\t%s\n", i, kinds[(i / 25) % 4 + 1]
+                     else printf "k%d\tok%d\n", i, i }' >"$WORK/many"
+    produce "$t" <"$WORK/many"
+    cfg=$(poison_config many "$RUN-many" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=2000 applied=1920 skipped=0 dead-lettered=80 failed=80" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk -F'\t' -v r="$root" '$2 ~ /^ok/ { printf "%s/%s\t%s\n", r, $1, $2 }' "$WORK/many" | sort
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
+    topic_records "$dlq" >"$WORK/dead"
+    awk -F'\t' '$2 !~ /^ok/' "$WORK/many" | sort >"$WORK/expected-dlq"
+    cut -f1,2 "$WORK/dead" | sort | diff -u "$WORK/expected-dlq" - ||
+        fail "the dead-letter topic does not hold each poison record once" || return 1
+    local kind stage
+    for kind in raise:transform outside:validate huge:validate missing:zookeeper; do
+        stage=${kind#*:} kind=${kind%:*}
+        [ "$(awk -F'\t' -v k="$kind" -v s="zkflow.stage=$stage," '$2 == k && index($4, s)' "$WORK/dead" | wc -l)" = 20 ] ||
+            fail "expected 20 '$kind' dead letters with stage $stage" || return 1
+    done
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 0 ] || fail "rerun consumed $(consumed), expected 0"
 }
 
 # on_error = skip: the same stream leaves the same tree; each failed record
