@@ -661,6 +661,35 @@ test_on_error_dlq_unavailable() {
         fail "the dead-letter topic does not hold exactly the poison records"
 }
 
+# on_error is read from the configuration in force: a SIGHUP that turns
+# skip into dlq makes zkflow dead-letter from then on (its producer is made
+# when first needed); the record that failed before stays skipped.
+test_on_error_changed_by_sighup() {
+    local t=$RUN-poisonhup dlq=$RUN-poisonhup.dlq root=/$RUN/hup cfg pid
+    poison_script
+    topic "$t" 1
+    topic "$dlq" 1
+    cfg=$(poison_config hup "$RUN-hup" "$root" "$t" "on_error = skip")
+    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    printf 'p1\traise\ng1\tok1\n' | produce "$t"
+    wait_for_nodes "$root" 1
+    poison_config hup "$RUN-hup" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq" >/dev/null
+    kill -HUP $pid
+    for _ in $(seq 50); do grep -q "configuration reloaded" "$WORK/log" && break; sleep 0.1; done
+    expect_log "added: none; changed: s; removed: none" || return 1
+    printf 'p2\traise\ng2\tok2\n' | produce "$t"
+    wait_for_nodes "$root" 2
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    expect_log "poison record p1 (record $t [0] offset 0); skipped" || return 1
+    expect_log "poison record p2 (record $t [0] offset 2); dead-lettering it" || return 1
+    expect_log "consumed=4 applied=2 skipped=1 dead-lettered=1 failed=2" || return 1
+    [ "$(topic_records "$dlq" | cut -f1,2)" = "p2	raise" ] ||
+        fail "the dead-letter topic should hold p2 alone: $(topic_records "$dlq" | cut -f1,2)"
+}
+
 # on_error / dlq_topic mistakes are configuration errors: FILE:LINE, exit 2.
 test_on_error_bad_config() {
     local t=$RUN-badpolicy cfg
