@@ -89,6 +89,12 @@ static const config_key_t keys[] = {
      "time limit of one transform call (0: none)"},
     {"script", "memory_mb", KEY_INT, SCR(memory_mb), "64", 0, 65536, NULL,
      "memory limit of the script's Lua state (0: none)"},
+    {"script", "on_error", KEY_ENUM, SCR(on_error), "stop", 0, 0,
+     "stop skip dlq",
+     "a record that fails: stop (uncommitted, exit 1), skip it, or dlq "
+     "(produce it to dlq_topic)"},
+    {"script", "dlq_topic", KEY_STRING, SCR(dlq_topic), "", 0, 0, NULL,
+     "the dead-letter topic; required with on_error = dlq, only then"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -564,6 +570,10 @@ static int on_value(parse_t *p, const char *name, const char *value) {
         if (p->script && (strcmp(name, "file") == 0 ||
                           strcmp(name, "source") == 0))
             p->script->file_line = p->line;
+        if (p->script && strcmp(name, "on_error") == 0)
+            p->script->on_error_line = p->line;
+        if (p->script && strcmp(name, "dlq_topic") == 0)
+            p->script->dlq_topic_line = p->line;
         return set_value(p, &keys[i], value, p->line) == 0;
     }
     fail(p, p->line, "unknown key '%s' in [%s]", name, p->section);
@@ -677,6 +687,50 @@ static void check_source(parse_t *p, zf_script_conf_t *sc) {
         fail(p, sc->file_line, "source: '%s': %s", sc->zk_path, why);
 }
 
+/* A Kafka topic name: 1 to 249 of [a-zA-Z0-9._-], not "." or "..". */
+static int valid_topic(const char *t) {
+    size_t n = strlen(t);
+    if (n == 0 || n > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0)
+        return 0;
+    return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789._-") == n;
+}
+
+/* on_error = dlq needs a dlq_topic, and a dlq_topic needs on_error = dlq;
+ * dead letters must not flow back into a script. Runs once every section's
+ * topics are known. */
+static void check_dlq(parse_t *p, zf_script_conf_t *sc) {
+    int dlq = strcmp(sc->on_error, "dlq") == 0;
+    if (dlq && !sc->dlq_topic) {
+        fail(p, sc->on_error_line, "[script %s] on_error = dlq needs a "
+                                   "'dlq_topic' key",
+             sc->name);
+        return;
+    }
+    if (!dlq && sc->dlq_topic) {
+        fail(p, sc->dlq_topic_line, "[script %s] dlq_topic is only used with "
+                                    "on_error = dlq (on_error is %s)",
+             sc->name, sc->on_error);
+        return;
+    }
+    if (!dlq)
+        return;
+    if (!valid_topic(sc->dlq_topic)) {
+        fail(p, sc->dlq_topic_line, "dlq_topic: '%s' is not a Kafka topic "
+                                    "name (1 to 249 of letters, digits, '.', "
+                                    "'_' and '-')",
+             sc->dlq_topic);
+        return;
+    }
+    const zf_script_conf_t *reader =
+        zf_config_script_for_topic(p->cfg, sc->dlq_topic);
+    if (reader)
+        fail(p, sc->dlq_topic_line, "dlq_topic: '%s' is a topic zkflow "
+                                    "consumes ([script %s]): dead letters "
+                                    "would come back",
+             sc->dlq_topic, reader->name);
+}
+
 static int kafka_has(const zf_config_t *cfg, const char *key) {
     for (size_t i = 0; i < cfg->nkafka; i++)
         if (strcmp(cfg->kafka[i].key, key) == 0)
@@ -707,6 +761,8 @@ static void validate(parse_t *p) {
         if (!p->err_line)
             parse_ops(p, sc);
     }
+    for (size_t i = 0; i < cfg->nscripts && !p->err_line; i++)
+        check_dlq(p, &cfg->scripts[i]);
 }
 
 static char *dir_of(const char *path) {
@@ -781,6 +837,8 @@ void zf_config_destroy(zf_config_t *cfg) {
         free(sc->topics);
         free(sc->root);
         free(sc->ops_list);
+        free(sc->on_error);
+        free(sc->dlq_topic);
         free_kvs(sc->params, sc->nparams);
     }
     free(cfg->scripts);
@@ -874,8 +932,8 @@ void zf_config_print_keys(FILE *out) {
                     strcmp(section, "script") == 0 ? " NAME" : "");
         }
         fprintf(out, "  %-20s %s (%s%s)\n", k->name, k->doc,
-                k->def ? "default " : "required",
-                k->def ? (*k->def ? k->def : "empty") : "");
+                !k->def ? "required" : *k->def ? "default " : "optional",
+                k->def ? k->def : "");
         if (strcmp(section, "script") == 0 && !script_params++)
             fprintf(out, "  %-20s reaches the script as params.NAME (a "
                          "string)\n",

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "zkflow/clock.h"
+#include "zkflow/dlq.h"
 #include "zkflow/error.h"
 #include "zkflow/http.h"
 #include "zkflow/jsonl.h"
@@ -44,6 +45,9 @@ typedef struct engine {
     int reconfigure;    /* SIGHUP: read the configuration again */
     int exactly_once;   /* delivery = exactly_once */
     uint64_t consumed, applied, skipped;
+    uint64_t dead_lettered, failed; /* failed: transform or ZooKeeper, any
+                                       on_error policy */
+    zf_dlq_t *dlq;      /* dead-letter producer, made when first needed */
     uint64_t batches;   /* multis (or solo writes) sent */
 } engine_t;
 
@@ -203,6 +207,69 @@ static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
     }
 }
 
+/* ---- when a record fails: on_error = stop | skip | dlq ------------------ */
+
+/* The [script] section now in force for a partition's topic, or NULL. */
+static const zf_script_conf_t *section_of(const engine_t *e,
+                                          const zf_partition_t *p) {
+    return zf_config_script_for_topic(zf_scriptset_config(e->scripts),
+                                      p->topic);
+}
+
+static const char *policy_of(const engine_t *e, const zf_partition_t *p) {
+    const zf_script_conf_t *sc = section_of(e, p);
+    return sc ? sc->on_error : "stop";
+}
+
+static void on_dead_lettered(void *ctx, const char *topic, int32_t partition,
+                             int64_t offset, zf_err_t rc, const char *why) {
+    engine_t *e = ctx;
+    zf_partition_t *p = find_part(e, topic, partition);
+    zf_entry_t *en = p ? zf_partition_find(p, offset) : NULL;
+    if (!en || en->state != ZF_ENTRY_DEAD)
+        return; /* partition revoked meanwhile: its next owner redoes it */
+    if (rc == ZF_OK) {
+        zf_entry_applied(en); /* done: the partition moves past it */
+        e->dead_lettered++;
+        return;
+    }
+    const zf_script_conf_t *sc = section_of(e, p);
+    zf_error(LOG, "script %s: record %s [%d] offset %lld could not be "
+                  "dead-lettered to %s: %s; stopping without committing it",
+             script_name(p), topic, partition, (long long)offset,
+             sc && sc->dlq_topic ? sc->dlq_topic : "(none)", why);
+    /* As with on_error = stop: it stays DEAD, never committable, and holds
+     * back the records after it; those before it are still applied. */
+    fail(e);
+}
+
+/* Produce a failed record (rec: the record or the entry's copy of it) to
+ * the dead-letter topic; en becomes DEAD until the broker acknowledges it.
+ * Returns 0, or -1 after logging when it cannot even be started. */
+static int dead_letter(engine_t *e, zf_partition_t *p, zf_entry_t *en,
+                       const zf_record_t *rec, const char *stage,
+                       const char *error, const char *zk_error) {
+    const zf_script_conf_t *sc = section_of(e, p);
+    char err[1024];
+    if (!e->dlq && zf_dlq_new(e->cfg, on_dead_lettered, e, &e->dlq, err,
+                              sizeof err) != ZF_OK) {
+        zf_error(LOG, "%s", err);
+        return -1;
+    }
+    zf_dlq_failure_t f = {stage, error, zk_error, script_name(p),
+                          p->script ? zf_script_version(p->script) : ""};
+    if (zf_dlq_send(e->dlq, sc->dlq_topic, rec, &f, err, sizeof err) !=
+        ZF_OK) {
+        zf_error(LOG, "script %s: record %s [%d] offset %lld could not be "
+                      "dead-lettered: %s; stopping without committing it",
+                 script_name(p), p->topic, p->partition,
+                 (long long)rec->offset, err);
+        return -1;
+    }
+    zf_entry_dead(en);
+    return 0;
+}
+
 static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     zf_entry_t *en = ctx;
     zf_partition_t *p = en->part;
@@ -210,7 +277,7 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
     if (rc == ZF_OK) {
         zf_entry_applied(en);
         e->applied++;
-        zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "applied");
+        zf_metric_inc(zf_m.records, 1, script_name(p), "applied");
         return;
     }
     if (rc == ZF_EAGAIN) {
@@ -232,13 +299,37 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
         }
         return;
     }
-    zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
-                  "without committing it",
-             script_name(p), why, p->topic, p->partition,
-             (long long)en->offset);
+    const char *policy = rc == ZF_ERECORD ? policy_of(e, p) : "stop";
+    if (rc == ZF_ERECORD)
+        e->failed++;
+    if (strcmp(policy, "skip") == 0) {
+        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); skipped",
+                 script_name(p), why, p->topic, p->partition,
+                 (long long)en->offset);
+        zf_entry_applied(en); /* done, without effect */
+        e->skipped++;
+        zf_metric_inc(zf_m.records, 1, script_name(p), "skipped");
+        return;
+    }
+    if (strcmp(policy, "dlq") == 0 && en->kept) {
+        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); "
+                      "dead-lettering it",
+                 script_name(p), why, p->topic, p->partition,
+                 (long long)en->offset);
+        if (dead_letter(e, p, en, en->kept, "zookeeper", why,
+                        zf_zk_refusal(e->zk)) == 0) {
+            zf_metric_inc(zf_m.records, 1, script_name(p), "dlq");
+            return;
+        }
+    } else {
+        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
+                      "without committing it",
+                 script_name(p), why, p->topic, p->partition,
+                 (long long)en->offset);
+    }
     /* Not applied, so never committable: the record stays for a restart,
      * and nothing after it in this partition may overtake it. */
-    zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "error");
+    zf_metric_inc(zf_m.records, 1, script_name(p), "error");
     zf_entry_failed(en);
     p->blocked = 1;
     fail(e);
@@ -269,22 +360,60 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
 
     zf_oplist_t ops = {0};
     char err[2048];
+    const char *failed = NULL; /* the policy, when the transform failed */
     if (zf_script_transform(p->script, rec, &ops, err, sizeof err) != ZF_OK) {
-        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); stopping "
-                      "without committing it",
+        e->failed++;
+        failed = policy_of(e, p);
+        if (e->opts.dry_run && strcmp(failed, "stop") != 0) {
+            char *line = zf_jsonl_format_result(rec->offset, NULL, err);
+            if (line)
+                puts(line);
+            free(line);
+        }
+        zf_error(LOG, "script %s: %s (record %s [%d] offset %lld); %s",
                  zf_script_name(p->script), err, rec->topic, rec->partition,
-                 (long long)rec->offset);
+                 (long long)rec->offset,
+                 strcmp(failed, "skip") == 0 ? "skipped"
+                 : strcmp(failed, "dlq") == 0
+                     ? (e->opts.dry_run ? "would dead-letter it (dry run)"
+                                        : "dead-lettering it")
+                     : "stopping without committing it");
         zf_oplist_free(&ops);
-        zf_metric_inc(zf_m.records, 1, zf_script_name(p->script), "error");
-        fail(e); /* records before this one are still applied */
-        return;
+        zf_metric_inc(zf_m.records, 1, zf_script_name(p->script),
+                      strcmp(failed, "stop") == 0   ? "error"
+                      : strcmp(failed, "skip") == 0 ? "skipped"
+                                                    : "dlq");
+        if (strcmp(failed, "stop") == 0) {
+            fail(e); /* records before this one are still applied */
+            return;
+        }
     }
     zf_entry_t *en = zf_partition_push(p, rec->offset);
     if (!en) {
         zf_error(LOG, "out of memory");
         abort();
     }
+    if (failed && strcmp(failed, "dlq") == 0 && !e->opts.dry_run) {
+        const char *stage = zf_script_failed_validation(p->script)
+                                ? "validate"
+                                : "transform";
+        if (dead_letter(e, p, en, rec, stage, err, NULL) != 0) {
+            zf_entry_dead(en); /* for good: as with on_error = stop */
+            fail(e);
+        }
+        return;
+    }
+    if (failed) { /* skip, or dlq in a dry run: done, without effect */
+        zf_entry_applied(en);
+        e->skipped++;
+        return;
+    }
     en->ops = ops; /* now owned by the entry */
+    if (ops.n > 0 && !e->opts.dry_run &&
+        strcmp(policy_of(e, p), "dlq") == 0 && zf_entry_keep(en, rec) != 0) {
+        zf_error(LOG, "out of memory");
+        abort();
+    }
     if (e->opts.dry_run)
         print_ops(rec->offset, &en->ops);
     if (en->ops.n == 0 || e->opts.dry_run) {
@@ -349,7 +478,11 @@ static size_t dispatch(engine_t *e) {
         if (p->nsent > 0)
             continue;
         size_t n = 0, ops = 0, bytes = 0;
-        for (; en && n < e->batch_cap; en = en->next) {
+        /* A record being dead-lettered holds back the records after it. */
+        for (en = p->ndead ? p->head : en; en && n < e->batch_cap;
+             en = en->next) {
+            if (en->state == ZF_ENTRY_DEAD)
+                break;
             if (en->state != ZF_ENTRY_QUEUED)
                 continue; /* a skipped record: nothing to send */
             int alone = !zf_zk_batchable(&en->ops);
@@ -363,6 +496,12 @@ static size_t dispatch(engine_t *e) {
             zf_entry_sent(en);
             if (alone)
                 break;
+        }
+        if (n == 0) {
+            /* Behind a dead letter: they go once it is acknowledged; a
+             * stop does not wait for them. */
+            waiting--;
+            continue;
         }
         zf_zk_apply(e->zk, e->batch, n, p->fence.path ? &p->fence : NULL,
                     on_applied);
@@ -490,11 +629,12 @@ static void loop(engine_t *e) {
         if (ended(e, waiting))
             return;
 
-        struct pollfd pfd[4] = {
+        struct pollfd pfd[5] = {
             {.fd = e->sigfd, .events = POLLIN},
             {.fd = zf_zk_fd(e->zk), .events = POLLIN},
             {.fd = zf_source_fd(e->src), .events = POLLIN},
             {.fd = zf_scriptset_fd(e->scripts), .events = POLLIN},
+            {.fd = zf_dlq_fd(e->dlq), .events = POLLIN}, /* -1: none yet */
         };
         int timeout = zf_zk_next_timeout_ms(e->zk);
         int reload = zf_scriptset_timeout_ms(e->scripts);
@@ -506,7 +646,7 @@ static void loop(engine_t *e) {
             timeout = 10; /* the commit's result has no descriptor */
         else if (timeout < 0 || timeout > 1000)
             timeout = 1000; /* also keeps checking the services' health */
-        if (poll(pfd, 4, timeout) < 0 && errno != EINTR) {
+        if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
             return;
@@ -518,6 +658,7 @@ static void loop(engine_t *e) {
         if (zf_scriptset_process(e->scripts))
             repoint(e);
         zf_zk_process(e->zk);
+        zf_dlq_process(e->dlq); /* delivery reports of dead letters */
     }
 }
 
@@ -525,11 +666,14 @@ static void report(const engine_t *e, int64_t started_ms) {
     uint64_t reloads, rejected;
     zf_scriptset_counts(e->scripts, &reloads, &rejected);
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
-    zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
+    zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu "
+                 "dead-lettered=%llu failed=%llu in %.2f s "
                  "(%.0f records/s, %llu ZooKeeper batches, %llu script "
                  "reloads, %llu rejected)",
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
-            (unsigned long long)e->skipped, secs,
+            (unsigned long long)e->skipped,
+            (unsigned long long)e->dead_lettered,
+            (unsigned long long)e->failed, secs,
             secs > 0 ? (double)e->consumed / secs : 0.0,
             (unsigned long long)e->batches, (unsigned long long)reloads,
             (unsigned long long)rejected);
@@ -574,6 +718,24 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         status = rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
         goto out;
     }
+    for (size_t i = 0; i < cfg->nscripts && !opts->dry_run; i++) {
+        /* Made now when the configuration asks for it, so a producer
+         * problem shows at start; after a reload, when first needed. */
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        if (strcmp(sc->on_error, "dlq") != 0)
+            continue;
+        if (!e.dlq && (rc = zf_dlq_new(cfg, on_dead_lettered, &e, &e.dlq, err,
+                                       sizeof err)) != ZF_OK) {
+            fprintf(stderr, "%s\n", err);
+            status = rc == ZF_ECONFIG ? ZF_EXIT_USAGE : ZF_EXIT_FAILURE;
+            goto out;
+        }
+        if (zf_dlq_check_topic(e.dlq, sc->dlq_topic, 5000, err, sizeof err) !=
+            ZF_OK)
+            zf_warn(LOG, "[script %s] %s: a record dead-lettered there will "
+                         "stop zkflow",
+                    sc->name, err);
+    }
     status = ZF_EXIT_FAILURE;
     /* Metrics and health probes, when metrics_listen is set. */
     if (cfg->metrics_listen[0]) {
@@ -617,6 +779,7 @@ out:
         zf_partition_destroy(e.parts[i]);
     free(e.parts);
     zf_zk_destroy(e.zk);
+    zf_dlq_destroy(e.dlq, 5000);
     zf_scriptset_destroy(e.scripts);
     free(e.batch);
     close(e.sigfd);

@@ -21,6 +21,7 @@ struct zf_script {
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
     char version[13]; /* short hash of the source text */
+    int invalid; /* the last failed transform returned, but invalid ops */
 };
 
 const zf_script_opts_t zf_script_opts_default = {
@@ -226,6 +227,7 @@ typedef struct call {
     zf_script_t *s;
     const zf_record_t *rec;
     zf_oplist_t *out;
+    int returned; /* the transform returned: later errors are validation */
 } call_t;
 
 static void set_lstring(lua_State *L, const char *field, const void *p,
@@ -432,6 +434,7 @@ static int transform(lua_State *L) {
     push_record(L, c->rec);
     int base = lua_gettop(L) - 2;
     lua_call(L, 1, 3);
+    c->returned = 1;
     take_results(L, base, c->out);
     char why[512];
     if (zf_oplist_validate(c->out, c->s->root, c->s->ops, why, sizeof why) !=
@@ -444,7 +447,7 @@ zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
                              zf_oplist_t *out, char *err, size_t errlen) {
     lua_State *L = zf_sandbox_lua(s->sb);
     int top = lua_gettop(L);
-    call_t c = {s, rec, out};
+    call_t c = {s, rec, out, 0};
     push_handler(s, L);
     lua_pushcfunction(L, transform);
     lua_pushlightuserdata(L, &c);
@@ -461,6 +464,9 @@ zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
         zf_oplist_clear(out);
         rc = ZF_ERECORD;
     }
+    s->invalid = rc != ZF_OK && status != LUA_ERRMEM && c.returned;
     lua_settop(L, top);
     return rc;
 }
+
+int zf_script_failed_validation(const zf_script_t *s) { return s->invalid; }

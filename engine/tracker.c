@@ -16,6 +16,7 @@ zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
 
 static void entry_free(zf_entry_t *e) {
     zf_oplist_free(&e->ops);
+    free(e->kept);
     free(e);
 }
 
@@ -68,7 +69,61 @@ void zf_entry_failed(zf_entry_t *e) {
 void zf_entry_applied(zf_entry_t *e) {
     if (e->state == ZF_ENTRY_SENT)
         e->part->nsent--;
+    if (e->state == ZF_ENTRY_DEAD)
+        e->part->ndead--;
     e->state = ZF_ENTRY_APPLIED;
+}
+
+void zf_entry_dead(zf_entry_t *e) {
+    if (e->state == ZF_ENTRY_SENT)
+        e->part->nsent--;
+    if (e->state != ZF_ENTRY_DEAD)
+        e->part->ndead++;
+    e->state = ZF_ENTRY_DEAD;
+}
+
+/* Copy len bytes to *at (NULL stays NULL) and advance it. */
+static const void *put(char **at, const void *src, size_t len) {
+    if (!src)
+        return NULL;
+    char *dst = *at;
+    memcpy(dst, src, len);
+    *at += len;
+    return dst;
+}
+
+int zf_entry_keep(zf_entry_t *e, const zf_record_t *rec) {
+    size_t topic = strlen(rec->topic) + 1;
+    size_t size = sizeof *rec + rec->nheaders * sizeof *rec->headers + topic +
+                  rec->key_len + rec->value_len;
+    for (size_t i = 0; i < rec->nheaders; i++)
+        size += strlen(rec->headers[i].name) + 1 + rec->headers[i].len;
+    zf_record_t *k = malloc(size);
+    if (!k)
+        return -1;
+    *k = *rec;
+    zf_header_t *h = (zf_header_t *)(k + 1);
+    char *at = (char *)(h + rec->nheaders);
+    k->headers = rec->nheaders ? h : NULL;
+    k->topic = put(&at, rec->topic, topic);
+    k->key = put(&at, rec->key, rec->key_len);
+    k->value = put(&at, rec->value, rec->value_len);
+    for (size_t i = 0; i < rec->nheaders; i++) {
+        h[i].name = put(&at, rec->headers[i].name,
+                        strlen(rec->headers[i].name) + 1);
+        h[i].value = put(&at, rec->headers[i].value, rec->headers[i].len);
+        h[i].len = rec->headers[i].len;
+    }
+    free(e->kept);
+    e->kept = k;
+    return 0;
+}
+
+zf_entry_t *zf_partition_find(const zf_partition_t *p, int64_t offset) {
+    for (zf_entry_t *e = p->head; e; e = e->next)
+        if (e->offset == offset)
+            return e;
+    return NULL;
 }
 
 int zf_partition_release(zf_partition_t *p) {

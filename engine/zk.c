@@ -172,6 +172,7 @@ struct zf_zk {
     size_t inflight_ops; /* their ops (zkflow_inflight_ops) */
     req_t *retries;   /* waiting for their due time, unsorted */
     pathset_t known;  /* paths seen to exist in this session */
+    int refusal;      /* code of the refusal `done` is reporting, or ZOK */
 };
 
 /* The client's lines look like
@@ -805,9 +806,54 @@ static void finish(zf_zk_t *zk, req_t *r, int rc) {
             }
         }
         zk->inflight--;
+        zk->refusal = err == ZF_ERECORD ? code : ZOK;
         r->done(r->items[i].ctx, err, why);
+        zk->refusal = ZOK;
     }
     req_free(r);
+}
+
+const char *zf_zk_refusal(const zf_zk_t *zk) {
+    return zk->refusal == ZOK ? NULL : zf_zk_code_name(zk->refusal);
+}
+
+const char *zf_zk_code_name(int rc) {
+    switch (rc) {
+    case ZOK: return "ZOK";
+    case ZSYSTEMERROR: return "ZSYSTEMERROR";
+    case ZRUNTIMEINCONSISTENCY: return "ZRUNTIMEINCONSISTENCY";
+    case ZDATAINCONSISTENCY: return "ZDATAINCONSISTENCY";
+    case ZCONNECTIONLOSS: return "ZCONNECTIONLOSS";
+    case ZMARSHALLINGERROR: return "ZMARSHALLINGERROR";
+    case ZUNIMPLEMENTED: return "ZUNIMPLEMENTED";
+    case ZOPERATIONTIMEOUT: return "ZOPERATIONTIMEOUT";
+    case ZBADARGUMENTS: return "ZBADARGUMENTS";
+    case ZINVALIDSTATE: return "ZINVALIDSTATE";
+    case ZNEWCONFIGNOQUORUM: return "ZNEWCONFIGNOQUORUM";
+    case ZRECONFIGINPROGRESS: return "ZRECONFIGINPROGRESS";
+    case ZSSLCONNECTIONERROR: return "ZSSLCONNECTIONERROR";
+    case ZAPIERROR: return "ZAPIERROR";
+    case ZNONODE: return "ZNONODE";
+    case ZNOAUTH: return "ZNOAUTH";
+    case ZBADVERSION: return "ZBADVERSION";
+    case ZNOCHILDRENFOREPHEMERALS: return "ZNOCHILDRENFOREPHEMERALS";
+    case ZNODEEXISTS: return "ZNODEEXISTS";
+    case ZNOTEMPTY: return "ZNOTEMPTY";
+    case ZSESSIONEXPIRED: return "ZSESSIONEXPIRED";
+    case ZINVALIDCALLBACK: return "ZINVALIDCALLBACK";
+    case ZINVALIDACL: return "ZINVALIDACL";
+    case ZAUTHFAILED: return "ZAUTHFAILED";
+    case ZCLOSING: return "ZCLOSING";
+    case ZNOTHING: return "ZNOTHING";
+    case ZSESSIONMOVED: return "ZSESSIONMOVED";
+    case ZNOTREADONLY: return "ZNOTREADONLY";
+    case ZEPHEMERALONLOCALSESSION: return "ZEPHEMERALONLOCALSESSION";
+    case ZNOWATCHER: return "ZNOWATCHER";
+    case ZRECONFIGDISABLED: return "ZRECONFIGDISABLED";
+    case ZSESSIONCLOSEDREQUIRESASLAUTH: return "ZSESSIONCLOSEDREQUIRESASLAUTH";
+    case ZTHROTTLEDOP: return "ZTHROTTLEDOP";
+    }
+    return "ZUNKNOWN";
 }
 
 static void schedule_retry(zf_zk_t *zk, req_t *r) {

@@ -490,6 +490,228 @@ LUA
     expect_log "(record $t [0] offset 2)"
 }
 
+# ------------------------------------------------------ when a record fails
+
+# The poison stream of the on_error tests: good records g1..g5 between four
+# records that fail at each stage, every record with the header trace=t1.
+#   p1 raise    the script raises                   (stage transform)
+#   p2 outside  a path outside the script's root    (stage validate)
+#   p3 huge     a payload over 1 MB (string.rep)    (stage validate)
+#   p4 missing  a set of a missing node, refused    (stage zookeeper)
+poison_stream() { # TOPIC
+    topic "$1" 1
+    printf 'g1\tok1\np1\traise\ng2\tok2\np2\toutside\ng3\tok3\np3\thuge\ng4\tok4\np4\tmissing\ng5\tok5\n' |
+        kcat -P -b "$KAFKA" -t "$1" -K $'\t' -H trace=t1 -z none
+    poison_script
+}
+
+# $WORK/poison.lua: value "raise", "outside", "huge" or "missing" fails
+# that way; any other value goes to ROOT/KEY.
+poison_script() {
+    cat >"$WORK/poison.lua" <<'LUA'
+return function(rec)
+  local kind = rec.value
+  if kind == "raise" then error("poison record " .. rec.key) end
+  if kind == "outside" then return "/elsewhere/" .. rec.key, "x" end
+  if kind == "huge" then return params.root .. "/" .. rec.key, string.rep("x", 1100000) end
+  if kind == "missing" then return params.root .. "/missing/" .. rec.key, "x", "set" end
+  return params.root .. "/" .. rec.key, kind
+end
+LUA
+}
+
+# poison_config NAME GROUP ROOT TOPIC [key = value...]: a config for it
+poison_config() {
+    local name=$1 group=$2 root=$3 t=$4
+    shift 4
+    config "$name" "$group" "[script s]" "file = poison.lua" "topics = $t" \
+        "root = $root" "param.root = $root" "$@"
+}
+
+# "key<TAB>value<TAB>timestamp<TAB>headers" of every record of a topic
+topic_records() { # TOPIC
+    kcat -C -b "$KAFKA" -t "$1" -e -q -f '%k\t%s\t%T\t%h\n' 2>/dev/null
+}
+
+# The tree the good records leave: ROOT and ROOT/g1..g5.
+expect_good_records() { # ROOT
+    printf '%s\t\n' "$1" >"$WORK/expected"
+    for i in 1 2 3 4 5; do printf '%s/g%d\tok%d\n' "$1" $i $i; done >>"$WORK/expected"
+    expect_tree "$1" "$WORK/expected"
+}
+
+# on_error = dlq: the good records are applied; exactly the four poison
+# records are in the dead-letter topic, with their key, value, original
+# header and timestamp and the zkflow.* headers; the offsets are committed to
+# the end (a rerun consumes nothing), and the exit status is 0.
+test_on_error_dlq() {
+    local t=$RUN-poison dlq=$RUN-poison.dlq root=/$RUN/dlq cfg
+    poison_stream "$t"
+    topic "$dlq" 1
+    cfg=$(poison_config dlq "$RUN-dlq" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq")
+    # A dry run prints the three transform failures, produces nothing and
+    # commits nothing.
+    zkflow run -c "$cfg" --exit-on-eof --dry-run >"$WORK/dry"; expect_exit 0 $? || return 1
+    [ "$(grep -c '"error":' "$WORK/dry")" = 3 ] || fail "dry run: expected 3 error lines" || return 1
+    expect_log "(record $t [0] offset 1); would dead-letter it (dry run)" || return 1
+    [ "$(topic_records "$dlq" | wc -l)" = 0 ] || fail "a dry run dead-lettered records" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=9 applied=5 skipped=0 dead-lettered=4 failed=4" || return 1
+    expect_log "script s: $WORK/poison.lua:3: poison record p1 (record $t [0] offset 1); dead-lettering it" || return 1
+    expect_log "(record $t [0] offset 7); dead-lettering it" || return 1
+    expect_good_records "$root" || return 1
+
+    local v
+    v=$(sed -n 's/.*script s: version \([0-9a-f]*\) from.*/\1/p' "$WORK/log" | head -1)
+    [ ${#v} = 12 ] || fail "no script version in the log" || return 1
+    # Source timestamps by key, to compare with the dead letters'.
+    declare -A ts
+    while IFS=$'\t' read -r k _ stamp _; do ts[$k]=$stamp; done < <(topic_records "$t")
+    local tail=",zkflow.script=s,zkflow.script_version=$v,zkflow.topic=$t,zkflow.partition=0"
+    {
+        printf 'p1\traise\t%s\ttrace=t1,zkflow.stage=transform,zkflow.error=%s%s,zkflow.offset=1\n' \
+            "${ts[p1]}" "$WORK/poison.lua:3: poison record p1" "$tail"
+        printf 'p2\toutside\t%s\ttrace=t1,zkflow.stage=validate,zkflow.error=%s%s,zkflow.offset=3\n' \
+            "${ts[p2]}" "$WORK/poison.lua:1: the transform returned an invalid op: path /elsewhere/p2 is outside the script's root $root" "$tail"
+        printf 'p3\thuge\t%s\ttrace=t1,zkflow.stage=validate,zkflow.error=%s%s,zkflow.offset=5\n' \
+            "${ts[p3]}" "$WORK/poison.lua:1: the transform returned an invalid op: $((${#root} + 3 + 1100000)) bytes of paths and data, over the limit of 1000000 bytes per record (ZooKeeper's request limit)" "$tail"
+        printf 'p4\tmissing\t%s\ttrace=t1,zkflow.stage=zookeeper,zkflow.error=%s,zkflow.zk_error=ZNONODE%s,zkflow.offset=7\n' \
+            "${ts[p4]}" "ZooKeeper refused set $root/missing/p4: no node (a parent is missing, or the node is: upsert creates parents)" "$tail"
+    } >"$WORK/expected-dlq"
+    topic_records "$dlq" >"$WORK/actual-dlq"
+    diff -u "$WORK/expected-dlq" "$WORK/actual-dlq" ||
+        fail "the dead-letter topic does not hold exactly the poison records" || return 1
+
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 0 ] || fail "rerun consumed $(consumed), expected 0" || return 1
+    [ "$(topic_records "$dlq" | wc -l)" = 4 ] || fail "a rerun dead-lettered again"
+}
+
+# on_error = dlq at scale: 2000 records over 4 partitions, one in 25
+# poisoned (the four kinds in turn), batched into multis. Every good record
+# is applied, the dead-letter topic holds each poison record exactly once,
+# with the stage of its kind, and a rerun consumes nothing.
+test_on_error_dlq_many() {
+    local t=$RUN-poisonmany dlq=$RUN-poisonmany.dlq root=/$RUN/many cfg
+    poison_script
+    topic "$t" 4
+    topic "$dlq" 2
+    awk 'BEGIN { split("raise outside huge missing", kinds, " ")
+                 for (i = 0; i < 2000; i++)
+                     if (i % 25 == 0) printf "k%d\t%s\n", i, kinds[(i / 25) % 4 + 1]
+                     else printf "k%d\tok%d\n", i, i }' >"$WORK/many"
+    produce "$t" <"$WORK/many"
+    cfg=$(poison_config many "$RUN-many" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=2000 applied=1920 skipped=0 dead-lettered=80 failed=80" || return 1
+    {
+        printf '%s\t\n' "$root"
+        awk -F'\t' -v r="$root" '$2 ~ /^ok/ { printf "%s/%s\t%s\n", r, $1, $2 }' "$WORK/many" | sort
+    } >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
+    topic_records "$dlq" >"$WORK/dead"
+    awk -F'\t' '$2 !~ /^ok/' "$WORK/many" | sort >"$WORK/expected-dlq"
+    cut -f1,2 "$WORK/dead" | sort | diff -u "$WORK/expected-dlq" - ||
+        fail "the dead-letter topic does not hold each poison record once" || return 1
+    local kind stage
+    for kind in raise:transform outside:validate huge:validate missing:zookeeper; do
+        stage=${kind#*:} kind=${kind%:*}
+        [ "$(awk -F'\t' -v k="$kind" -v s="zkflow.stage=$stage," '$2 == k && index($4, s)' "$WORK/dead" | wc -l)" = 20 ] ||
+            fail "expected 20 '$kind' dead letters with stage $stage" || return 1
+    done
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 0 ] || fail "rerun consumed $(consumed), expected 0"
+}
+
+# on_error = skip: the same stream leaves the same tree; each failed record
+# is logged with "skipped", nothing is dead-lettered, offsets reach the end.
+test_on_error_skip() {
+    local t=$RUN-poisonskip root=/$RUN/skip cfg
+    poison_stream "$t"
+    cfg=$(poison_config skip "$RUN-skip" "$root" "$t" "on_error = skip")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=9 applied=5 skipped=4 dead-lettered=0 failed=4" || return 1
+    expect_log "script s: $WORK/poison.lua:3: poison record p1 (record $t [0] offset 1); skipped" || return 1
+    expect_log "path /elsewhere/p2 is outside the script's root $root (record $t [0] offset 3); skipped" || return 1
+    expect_log "over the limit of 1000000 bytes per record (ZooKeeper's request limit) (record $t [0] offset 5); skipped" || return 1
+    expect_log "ZooKeeper refused set $root/missing/p4: no node (a parent is missing, or the node is: upsert creates parents) (record $t [0] offset 7); skipped" || return 1
+    [ "$(grep -c 'skipped$' "$WORK/log")" = 4 ] || fail "expected 4 'skipped' lines" || return 1
+    expect_good_records "$root" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 0 ] || fail "rerun consumed $(consumed), expected 0"
+}
+
+# A dead letter that cannot be produced (its topic does not exist) stops
+# zkflow like on_error = stop: exit 1, nothing after the failed record
+# applied or committed. Once the topic exists, a rerun dead-letters the
+# poison records and finishes.
+test_on_error_dlq_unavailable() {
+    local t=$RUN-poisonnodlq dlq=$RUN-poison.later root=/$RUN/nodlq cfg
+    poison_stream "$t"
+    cfg=$(poison_config nodlq "$RUN-nodlq" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq")
+    # librdkafka gives up on a topic it cannot find after this long.
+    sed -i '3a topic.metadata.propagation.max.ms = 1000' "$cfg"
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "[script s] dlq_topic $dlq: Broker: Unknown topic or partition: a record dead-lettered there will stop zkflow" || return 1
+    expect_log "script s: record $t [0] offset 1 could not be dead-lettered to $dlq: " || return 1
+    expect_log "; stopping without committing it" || return 1
+    printf '%s\t\n%s/g1\tok1\n' "$root" "$root" >"$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || return 1
+
+    topic "$dlq" 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_log "consumed=8 applied=4 skipped=0 dead-lettered=4 failed=4" || return 1
+    expect_good_records "$root" || return 1
+    topic_records "$dlq" | cut -f1,2 >"$WORK/actual-dlq"
+    printf 'p1\traise\np2\toutside\np3\thuge\np4\tmissing\n' | diff -u - "$WORK/actual-dlq" ||
+        fail "the dead-letter topic does not hold exactly the poison records"
+}
+
+# on_error is read from the configuration in force: a SIGHUP that turns
+# skip into dlq makes zkflow dead-letter from then on (its producer is made
+# when first needed); the record that failed before stays skipped.
+test_on_error_changed_by_sighup() {
+    local t=$RUN-poisonhup dlq=$RUN-poisonhup.dlq root=/$RUN/hup cfg pid
+    poison_script
+    topic "$t" 1
+    topic "$dlq" 1
+    cfg=$(poison_config hup "$RUN-hup" "$root" "$t" "on_error = skip")
+    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    printf 'p1\traise\ng1\tok1\n' | produce "$t"
+    wait_for_nodes "$root" 1
+    poison_config hup "$RUN-hup" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq" >/dev/null
+    kill -HUP $pid
+    for _ in $(seq 50); do grep -q "configuration reloaded" "$WORK/log" && break; sleep 0.1; done
+    expect_log "added: none; changed: s; removed: none" || return 1
+    printf 'p2\traise\ng2\tok2\n' | produce "$t"
+    wait_for_nodes "$root" 2
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    expect_log "poison record p1 (record $t [0] offset 0); skipped" || return 1
+    expect_log "poison record p2 (record $t [0] offset 2); dead-lettering it" || return 1
+    expect_log "consumed=4 applied=2 skipped=1 dead-lettered=1 failed=2" || return 1
+    [ "$(topic_records "$dlq" | cut -f1,2)" = "p2	raise" ] ||
+        fail "the dead-letter topic should hold p2 alone: $(topic_records "$dlq" | cut -f1,2)"
+}
+
+# on_error / dlq_topic mistakes are configuration errors: FILE:LINE, exit 2.
+test_on_error_bad_config() {
+    local t=$RUN-badpolicy cfg
+    printf 'return function(rec) return nil end\n' >"$WORK/good.lua"
+    cfg=$(config badpolicy "$RUN-bp" "[script s]" "file = good.lua" "topics = $t" "on_error = dlq")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 2 $? || return 1
+    expect_log "$cfg:10: [script s] on_error = dlq needs a 'dlq_topic' key" || return 1
+    zkflow check -c "$cfg"; expect_exit 2 $? || return 1
+    cfg=$(config badpolicy "$RUN-bp" "[script s]" "file = good.lua" "topics = $t" "dlq_topic = dead")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 2 $? || return 1
+    expect_log "$cfg:10: [script s] dlq_topic is only used with on_error = dlq (on_error is stop)" || return 1
+    cfg=$(config badpolicy "$RUN-bp" "[script s]" "file = good.lua" "topics = $t" "on_error = drop")
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 2 $? || return 1
+    expect_log "$cfg:10: on_error: 'drop' is not one of: stop skip dlq"
+}
+
 # Bad configuration and broken scripts: FILE:LINE on stderr, exit 2.
 test_bad_config_exits_2() {
     local t=$RUN-badcfg cfg

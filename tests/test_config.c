@@ -260,6 +260,57 @@ static void test_script_keys(void **state) {
                  7, "batch_max_bytes: 2000000 is out of range");
 }
 
+/* on_error and dlq_topic: defaults, the three policies, and each way of
+ * getting them wrong, reported on the line of the key at fault. */
+static void test_error_policy(void **state) {
+    (void)state;
+    zf_config_t *cfg;
+    const char *path = write_temp("policy.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT);
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->scripts[0].on_error, "stop"); /* default */
+    assert_null(cfg->scripts[0].dlq_topic);
+    zf_config_destroy(cfg);
+
+    path = write_temp("policy.ini", GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                      "on_error = skip\n"
+                      "[script d]\nfile = d.lua\ntopics = u\n"
+                      "on_error = dlq\ndlq_topic = u.dead-letters_1\n");
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->scripts[0].on_error, "skip");
+    assert_null(cfg->scripts[0].dlq_topic);
+    assert_string_equal(cfg->scripts[1].on_error, "dlq");
+    assert_string_equal(cfg->scripts[1].dlq_topic, "u.dead-letters_1");
+    assert_int_equal(cfg->scripts[1].on_error_line, 13);
+    assert_int_equal(cfg->scripts[1].dlq_topic_line, 14);
+    /* Part of the section's signature, so a reload sees a change. */
+    assert_non_null(strstr(cfg->scripts[1].sig, "dlq_topic = u.dead"));
+    zf_config_destroy(cfg);
+
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "on_error = retry\n", 9,
+                 "on_error: 'retry' is not one of: stop skip dlq");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "on_error = dlq\n", 9,
+                 "[script s] on_error = dlq needs a 'dlq_topic' key");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "dlq_topic = dead\n", 9,
+                 "[script s] dlq_topic is only used with on_error = dlq "
+                 "(on_error is stop)");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "dlq_topic = dead\non_error = skip\n",
+                 9, "dlq_topic is only used with on_error = dlq "
+                    "(on_error is skip)");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "on_error = dlq\ndlq_topic = dead letters\n",
+                 10, "dlq_topic: 'dead letters' is not a Kafka topic name");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "on_error = dlq\ndlq_topic = ..\n",
+                 10, "dlq_topic: '..' is not a Kafka topic name");
+    /* Dead letters of s would be read again: by s itself, or by d. */
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "on_error = dlq\ndlq_topic = t\n",
+                 10, "dlq_topic: 't' is a topic zkflow consumes ([script s])");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT
+                 "on_error = dlq\ndlq_topic = u\n"
+                 "[script d]\nfile = d.lua\ntopics = u\n",
+                 10, "is a topic zkflow consumes ([script d])");
+}
+
 /* ${NAME}, ${NAME:-DEFAULT} and $$ in every section. */
 static void test_env(void **state) {
     (void)state;
@@ -483,6 +534,7 @@ int main(void) {
         cmocka_unit_test(test_syntax),
         cmocka_unit_test(test_kafka_keys),
         cmocka_unit_test(test_script_keys),
+        cmocka_unit_test(test_error_policy),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_secret_keys),
         cmocka_unit_test(test_secret_warning),

@@ -112,6 +112,39 @@ static void test_three_values(void **state) {
     zf_op_clear(&op);
 }
 
+/* zf_script_failed_validation tells a script that failed (raised, time or
+ * memory limit) from one whose returned ops failed validation. */
+static void test_failure_stage(void **state) {
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *root;
+        int invalid;
+    } cases[] = {
+        {"return function(r) error('boom') end", "/", 0},
+        {"return function(r) while true do end end", "/", 0},
+        {"return function(r) local t = {} while true do t[#t + 1] = "
+         "string.rep('x', 1000) .. #t end end", "/", 0},
+        {"return function(r) return '/elsewhere/x', 'v' end", "/app", 1},
+        {"return function(r) return 'relative', 'v' end", "/", 1},
+        {"return function(r) return '/x', 'v', 'rename' end", "/", 1},
+        {"return function(r) return 42 end", "/", 1},
+        {"return function(r) return '/x', string.rep('x', 1000001) end", "/",
+         1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        zf_script_t *s = load(cases[i].text, cases[i].root);
+        zf_oplist_t l = {0};
+        assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                         ZF_ERECORD);
+        if (zf_script_failed_validation(s) != cases[i].invalid)
+            fail_msg("case %zu (%s): expected invalid=%d", i, err,
+                     cases[i].invalid);
+        zf_oplist_free(&l);
+        zf_script_destroy(s);
+    }
+}
+
 static void test_skip(void **state) {
     (void)state;
     const char *skips[] = {"return function(r) return nil end",
@@ -396,6 +429,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_three_values),
         cmocka_unit_test(test_skip),
+        cmocka_unit_test(test_failure_stage),
         cmocka_unit_test(test_record_fields),
         cmocka_unit_test(test_json_and_state),
         cmocka_unit_test(test_errors),

@@ -40,6 +40,11 @@ typedef struct zf_script_conf {
     unsigned ops;   /* the same as ZF_OP_BIT flags */
     int timeout_ms; /* per-record time limit, 0 = none */
     int memory_mb;  /* memory limit of the script's state, 0 = none */
+    char *on_error; /* "stop" (default), "skip" or "dlq": what a record
+                       that fails (transform, validation or ZooKeeper) does */
+    char *dlq_topic; /* on_error = dlq: the dead-letter topic, else NULL */
+    int on_error_line; /* lines of those keys, 0 when not written */
+    int dlq_topic_line;
     zf_kv_t *params; /* param.NAME = value keys, NAME without "param." */
     size_t nparams;
     char *sig;      /* every key = value of the section: equal signatures,

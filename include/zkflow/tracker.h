@@ -11,18 +11,23 @@
 #include <stdint.h>
 
 #include "zkflow/op.h"
+#include "zkflow/record.h"
 #include "zkflow/zk.h"
 
 typedef enum zf_entry_state {
     ZF_ENTRY_QUEUED = 0, /* transformed, not sent yet */
     ZF_ENTRY_SENT,       /* its op is being applied */
     ZF_ENTRY_APPLIED,    /* effect durable in ZooKeeper, or nothing to do */
+    ZF_ENTRY_DEAD,       /* failed; waiting for its dead-letter produce to be
+                            acknowledged (not in flight to ZooKeeper) */
 } zf_entry_state_t;
 
 typedef struct zf_entry {
     int64_t offset;
     zf_oplist_t ops;       /* what the record's transform returned (owned) */
     zf_entry_state_t state;
+    zf_record_t *kept;     /* a copy of the record, kept only when its script
+                              dead-letters failures (owned; NULL otherwise) */
     struct zf_partition *part;
     struct zf_entry *next;
 } zf_entry_t;
@@ -36,6 +41,7 @@ typedef struct zf_partition {
     zf_entry_t *tail;
     size_t nentries;
     size_t nsent;          /* entries in state SENT */
+    size_t ndead;          /* entries in state DEAD */
     int64_t next_offset;   /* offset expected next from Kafka; -1 unknown */
     int64_t committable;   /* last applied + 1; -1 when nothing applied */
     int64_t stored;        /* last offset handed to the consumer for commit */
@@ -65,6 +71,19 @@ zf_entry_t *zf_partition_next_queued(const zf_partition_t *p);
 void zf_entry_sent(zf_entry_t *e);
 void zf_entry_applied(zf_entry_t *e);
 void zf_entry_failed(zf_entry_t *e);
+
+/* Move an entry to DEAD (out of the SENT count if it was sent). Only
+ * zf_entry_applied moves it on; until then the partition's committable
+ * offset stays below it, and the engine sends nothing after it. */
+void zf_entry_dead(zf_entry_t *e);
+
+/* Keep a copy of the record in e->kept (topic, key, value, headers and
+ * timestamp, in one allocation freed with the entry). Returns 0, or -1
+ * when out of memory. */
+int zf_entry_keep(zf_entry_t *e, const zf_record_t *rec);
+
+/* The held entry for `offset`, or NULL (released, dropped, never taken). */
+zf_entry_t *zf_partition_find(const zf_partition_t *p, int64_t offset);
 
 /* Release applied entries from the head, advancing `committable`.
  * Returns 1 when committable moved, 0 otherwise. */

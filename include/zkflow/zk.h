@@ -95,6 +95,15 @@ void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
  * call `done` for every op whose outcome is now known. Never blocks. */
 void zf_zk_process(zf_zk_t *zk);
 
+/* Inside a `done` call reporting ZF_ERECORD: the name of ZooKeeper's error
+ * code for the refusal ("ZNONODE", "ZBADVERSION", ...); NULL elsewhere.
+ * Never fails. */
+const char *zf_zk_refusal(const zf_zk_t *zk);
+
+/* The name of a ZooKeeper client return code ("ZNONODE"; "ZUNKNOWN" for a
+ * code this client version does not define). Never fails. */
+const char *zf_zk_code_name(int rc);
+
 /* Number of records given to zf_zk_apply whose `done` is still to come. */
 size_t zf_zk_inflight(const zf_zk_t *zk);
 
