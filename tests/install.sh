@@ -50,7 +50,8 @@ done
 opts=$(grep -oE -- '--[a-z][a-z-]*[a-z]' <<<"$help" | sort -u)
 [ -n "$opts" ] || bad "--help lists long options"
 for o in $opts; do
-    if grep -E '^\.B[IR]? ' "$MAN" | sed 's/\\-/-/g' | grep -qE -- "${o}([^a-z-]|\$)"; then
+    # (Not grep -q: with pipefail, sed dying of SIGPIPE would fail it.)
+    if grep -E '^\.B[IR]? ' "$MAN" | sed 's/\\-/-/g' | grep -E -- "${o}([^a-z-]|\$)" >/dev/null; then
         ok
     else
         bad "option $o has no entry (a .B line) in $MAN"
