@@ -49,6 +49,13 @@ static const config_key_t keys[] = {
     {"zookeeper", "connect_timeout_ms", KEY_INT, CFG(zk_connect_timeout_ms),
      "15000", 100, 600000, NULL,
      "how long start-up waits for a ZooKeeper session before giving up"},
+    {"zookeeper", "auth", KEY_STRING, CFG(zk_auth), "", 0, 0, NULL,
+     "SCHEME:CREDENTIALS added to every ZooKeeper session, e.g. "
+     "digest:zkflow:${ZK_PASSWORD}"},
+    {"zookeeper", "acl", KEY_ENUM, CFG(zk_acl), "open", 0, 0,
+     "open creator_all read_only_world",
+     "ACL of the znodes zkflow creates: open (anyone), creator_all (only "
+     "the auth identity), read_only_world (the identity; anyone may read)"},
     {"engine", "delivery", KEY_ENUM, CFG(delivery), "exactly_once", 0, 0,
      "exactly_once at_least_once",
      "exactly_once: each batch also writes its partition's position to a "
@@ -743,6 +750,13 @@ static void validate(parse_t *p) {
     int last = p->lines_done ? p->lines_done : 1;
     apply_defaults(p, OWNER_CONFIG, NULL, "zookeeper", cfg->zk_line ? cfg->zk_line : last);
     apply_defaults(p, OWNER_CONFIG, NULL, "engine", last);
+    if (cfg->zk_auth && (!strchr(cfg->zk_auth, ':') || cfg->zk_auth[0] == ':'))
+        fail(p, cfg->zk_line, "[zookeeper] auth: expected SCHEME:CREDENTIALS, "
+                              "e.g. digest:user:password");
+    else if (!cfg->zk_auth && cfg->zk_acl && strcmp(cfg->zk_acl, "open") != 0)
+        fail(p, cfg->zk_line, "[zookeeper] acl = %s needs an auth key (the "
+                              "identity the ACL names)",
+             cfg->zk_acl);
     if (!cfg->kafka_line)
         fail(p, last, "missing section [kafka]");
     else if (!kafka_has(cfg, "bootstrap.servers"))
@@ -844,6 +858,10 @@ void zf_config_destroy(zf_config_t *cfg) {
     free(cfg->scripts);
     free(cfg->restart_sig);
     free(cfg->zk_connect);
+    if (cfg->zk_auth)
+        memset(cfg->zk_auth, 0, strlen(cfg->zk_auth));
+    free(cfg->zk_auth);
+    free(cfg->zk_acl);
     free(cfg->delivery);
     free(cfg->offsets_root);
     free(cfg->metrics_listen);

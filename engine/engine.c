@@ -758,6 +758,8 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     }
     if (!(e.zk = zf_zk_new(cfg->zk_connect, cfg->zk_session_timeout_ms, err,
                            sizeof err)) ||
+        zf_zk_secure(e.zk, cfg->zk_auth, cfg->zk_acl, err, sizeof err) !=
+            ZF_OK ||
         zf_zk_wait_connected(e.zk, cfg->zk_connect_timeout_ms, err,
                              sizeof err) != ZF_OK) {
         zf_error(LOG, "%s", err);

@@ -179,7 +179,8 @@ static int cmd_publish(zf_config_t *cfg, const char *name, const char *file) {
         goto out;
     }
     if (!(zs = zf_zkstore_new(cfg->zk_connect, cfg->zk_session_timeout_ms,
-                              cfg->zk_connect_timeout_ms, err, sizeof err)) ||
+                              cfg->zk_connect_timeout_ms, cfg->zk_auth,
+                              cfg->zk_acl, err, sizeof err)) ||
         zf_zkstore_publish(zs, sc->zk_path, text, len, rec, rlen, exp, elen,
                            err, sizeof err) != ZF_OK) {
         fprintf(stderr, "%s\n", err);

@@ -55,7 +55,8 @@ static zf_zkstore_t *store(zf_scriptset_t *set, char *err, size_t errlen) {
         return set->store;
     const zf_config_t *c = set->cfg;
     set->store = zf_zkstore_new(c->zk_connect, c->zk_session_timeout_ms,
-                                c->zk_connect_timeout_ms, err, errlen);
+                                c->zk_connect_timeout_ms, c->zk_auth,
+                                c->zk_acl, err, errlen);
     if (set->store && set->epfd >= 0) {
         struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
         epoll_ctl(set->epfd, EPOLL_CTL_ADD, zf_zkstore_fd(set->store), &ev);

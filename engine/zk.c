@@ -16,6 +16,7 @@
 
 #include "zkflow/clock.h"
 #include "zkflow/log.h"
+#include "zkflow/zkauth.h"
 #include "zkflow/metrics.h"
 
 /* Rounds of a batch lost to other writers before a record is given up. */
@@ -173,6 +174,7 @@ struct zf_zk {
     req_t *retries;   /* waiting for their due time, unsorted */
     pathset_t known;  /* paths seen to exist in this session */
     int refusal;      /* code of the refusal `done` is reporting, or ZOK */
+    struct ACL_vector *acl; /* of the znodes zkflow creates */
 };
 
 /* The client's lines look like
@@ -337,6 +339,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
                  connect, strerror(errno));
         goto err;
     }
+    zk->acl = zf_zkauth_acl(NULL);
     /* By default the client resolves the server names again every time it
      * polls its socket, i.e. about once per request: a getaddrinfo per op. */
     zoo_set_servers_resolution_delay(zk->zh, RESOLVE_DELAY_MS);
@@ -681,6 +684,9 @@ static const char *hint(int rc) {
         return " (it has children: delete with recursive = true)";
     if (rc == ZNONODE)
         return " (a parent is missing, or the node is: upsert creates parents)";
+    if (rc == ZNOAUTH)
+        return " (the znode's ACL does not admit this identity: check "
+               "[zookeeper] auth)";
     return "";
 }
 
@@ -884,10 +890,10 @@ static void send_create(zf_zk_t *zk, req_t *r) {
     int len = op->data ? (int)op->datalen : -1;
     int rc = op->mode == ZF_MODE_TTL
                  ? zoo_acreate_ttl(zk->zh, op->path, op->data, len,
-                                   &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
+                                   zk->acl, create_flags(op->mode),
                                    op->ttl_ms, on_string, r)
                  : zoo_acreate(zk->zh, op->path, op->data, len,
-                               &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
+                               zk->acl, create_flags(op->mode),
                                on_string, r);
     if (rc != ZOK) {
         call_failed(zk, r, rc);
@@ -1042,7 +1048,7 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         switch (p->type) {
         case ZF_OP_CREATE:
             zoo_create_op_init(&r->zops[i], p->path, data, len,
-                               &ZOO_OPEN_ACL_UNSAFE,
+                               zk->acl,
                                src->type == ZF_OP_CREATE
                                    ? create_flags(src->mode)
                                    : ZOO_PERSISTENT,
@@ -1065,7 +1071,7 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
     }
     if (total > n && r->fence->version < 0)
         zoo_create_op_init(&r->zops[n], r->fence->path, r->position,
-                           (int)strlen(r->position), &ZOO_OPEN_ACL_UNSAFE,
+                           (int)strlen(r->position), zk->acl,
                            ZOO_PERSISTENT, NULL, 0);
     else if (total > n)
         zoo_set_op_init(&r->zops[n], r->fence->path, r->position,
@@ -1421,6 +1427,12 @@ zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen) {
     return ZF_EZK;
 }
 
+zf_err_t zf_zk_secure(zf_zk_t *zk, const char *auth, const char *acl,
+                      char *err, size_t errlen) {
+    zk->acl = zf_zkauth_acl(acl);
+    return zf_zkauth_add(zk->zh, auth, err, errlen) == 0 ? ZF_OK : ZF_EZK;
+}
+
 zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
                              int create_parents, int64_t *next_offset,
                              char *err, size_t errlen) {
@@ -1446,7 +1458,7 @@ zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
         for (char *s = strchr(p + 1, '/'); s && rc == ZOK && create_parents;
              s = strchr(s + 1, '/')) {
             *s = '\0';
-            rc = zoo_create(zk->zh, p, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0,
+            rc = zoo_create(zk->zh, p, NULL, -1, zk->acl, 0,
                             NULL, 0);
             if (rc == ZNODEEXISTS)
                 rc = ZOK;

@@ -17,6 +17,7 @@
 #include "zkflow/clock.h"
 #include "zkflow/log.h"
 #include "zkflow/zk.h"
+#include "zkflow/zkauth.h"
 
 static const char *const LOG = "zkstore";
 
@@ -37,6 +38,8 @@ struct zf_zkstore {
     int reconnected;      /* connected again since the last read */
     paths_t watched;      /* engine thread: paths watched (for expiry) */
     paths_t unarmed;      /* engine thread: watch wanted, read failed */
+    char *auth;           /* [zookeeper] auth, or NULL */
+    struct ACL_vector *acl;
 };
 
 static int paths_add(paths_t *p, const char *path) {
@@ -110,6 +113,8 @@ static int open_session(zf_zkstore_t *zs, char *err, size_t errlen) {
                  zs->connect, strerror(errno));
         return -1;
     }
+    if (zf_zkauth_add(zs->zh, zs->auth, err, errlen) != 0)
+        return -1;
     int64_t deadline = zf_now_ms() + zs->connect_timeout_ms;
     while (zoo_state(zs->zh) != ZOO_CONNECTED_STATE) {
         if (zf_now_ms() >= deadline) {
@@ -124,15 +129,17 @@ static int open_session(zf_zkstore_t *zs, char *err, size_t errlen) {
 }
 
 zf_zkstore_t *zf_zkstore_new(const char *connect, int session_timeout_ms,
-                             int connect_timeout_ms, char *err,
-                             size_t errlen) {
+                             int connect_timeout_ms, const char *auth,
+                             const char *acl, char *err, size_t errlen) {
     zf_zkstore_t *zs = calloc(1, sizeof *zs);
-    if (!zs || !(zs->connect = strdup(connect))) {
+    if (!zs || !(zs->connect = strdup(connect)) ||
+        (auth && *auth && !(zs->auth = strdup(auth)))) {
         snprintf(err, errlen, "out of memory");
         free(zs);
         return NULL;
     }
     zs->session_timeout_ms = session_timeout_ms;
+    zs->acl = zf_zkauth_acl(acl);
     zs->connect_timeout_ms = connect_timeout_ms;
     pthread_mutex_init(&zs->lock, NULL);
     zs->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -160,6 +167,9 @@ void zf_zkstore_destroy(zf_zkstore_t *zs) {
     paths_free(&zs->watched);
     paths_free(&zs->unarmed);
     free(zs->connect);
+    if (zs->auth)
+        memset(zs->auth, 0, strlen(zs->auth));
+    free(zs->auth);
     free(zs);
 }
 
@@ -305,14 +315,15 @@ void zf_zkstore_read(zf_zkstore_t *zs,
 }
 
 /* Create the parents of `path` that are missing. Returns a ZooKeeper code. */
-static int make_parents(zhandle_t *zh, const char *path) {
+static int make_parents(zhandle_t *zh, struct ACL_vector *acl,
+                        const char *path) {
     char *p = strdup(path);
     if (!p)
         return ZSYSTEMERROR;
     int rc = ZOK;
     for (char *s = strchr(p + 1, '/'); s && rc == ZOK; s = strchr(s + 1, '/')) {
         *s = '\0';
-        rc = zoo_create(zh, p, NULL, -1, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+        rc = zoo_create(zh, p, NULL, -1, acl, 0, NULL, 0);
         if (rc == ZNODEEXISTS)
             rc = ZOK;
         *s = '/';
@@ -323,8 +334,9 @@ static int make_parents(zhandle_t *zh, const char *path) {
 
 /* Add to ops what makes `path` hold `data` (NULL: not exist). Returns a
  * ZooKeeper code. */
-static int plan_node(zhandle_t *zh, zoo_op_t *ops, int *n, const char *path,
-                     const char *data, size_t len) {
+static int plan_node(zf_zkstore_t *zs, zoo_op_t *ops, int *n,
+                     const char *path, const char *data, size_t len) {
+    zhandle_t *zh = zs->zh;
     struct Stat st;
     int rc = zoo_exists(zh, path, 0, &st);
     if (rc != ZOK && rc != ZNONODE)
@@ -333,7 +345,7 @@ static int plan_node(zhandle_t *zh, zoo_op_t *ops, int *n, const char *path,
         zoo_set_op_init(&ops[(*n)++], path, data, (int)len, st.version, NULL);
     else if (data)
         zoo_create_op_init(&ops[(*n)++], path, data, (int)len,
-                           &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+                           zs->acl, 0, NULL, 0);
     else if (rc == ZOK)
         zoo_delete_op_init(&ops[(*n)++], path, st.version);
     return ZOK;
@@ -362,12 +374,12 @@ zf_err_t zf_zkstore_publish(zf_zkstore_t *zs, const char *path,
         zoo_op_t ops[3];
         zoo_op_result_t res[3];
         int n = 0;
-        if ((rc = make_parents(zs->zh, path)) != ZOK ||
-            (rc = plan_node(zs->zh, ops, &n, rpath, records, records_len)) !=
+        if ((rc = make_parents(zs->zh, zs->acl, path)) != ZOK ||
+            (rc = plan_node(zs, ops, &n, rpath, records, records_len)) !=
                 ZOK ||
-            (rc = plan_node(zs->zh, ops, &n, epath, expected, expected_len)) !=
+            (rc = plan_node(zs, ops, &n, epath, expected, expected_len)) !=
                 ZOK ||
-            (rc = plan_node(zs->zh, ops, &n, path, text, len)) != ZOK)
+            (rc = plan_node(zs, ops, &n, path, text, len)) != ZOK)
             break;
         /* The script last: one transaction, so watchers never see the new
          * script with the old fixtures. */

@@ -6,6 +6,9 @@
  *                                 its parents when missing (as an operator
  *                                 with zkCli would: no checks at all)
  *
+ * With ZK_AUTH=SCHEME:CREDENTIALS in the environment, the session adds that
+ * authentication first (for znodes whose ACL needs it).
+ *
  * DATA is printed with backslash escapes for \n, \t, \\ and bytes outside
  * printable ASCII (\xNN); a znode without data prints nothing after the tab.
  * Exit status: 0 done (an absent PATH prints nothing), 1 ZooKeeper error,
@@ -117,6 +120,14 @@ int main(int argc, char **argv) {
     if (!zh) {
         perror("zookeeper_init");
         return 1;
+    }
+    const char *auth = getenv("ZK_AUTH");
+    const char *colon = auth ? strchr(auth, ':') : NULL;
+    if (colon) {
+        char scheme[64];
+        snprintf(scheme, sizeof scheme, "%.*s", (int)(colon - auth), auth);
+        zoo_add_auth(zh, scheme, colon + 1, (int)strlen(colon + 1), NULL,
+                     NULL);
     }
     int rc = putting ? put(argv[at + 1], data, (int)len)
                      : walk(argv[at + 1], delete);

@@ -908,6 +908,50 @@ LUA
     "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group"
 }
 
+# [zookeeper] auth and acl against the real server. creator_all: zkflow
+# writes (its positions too), and a client without the identity cannot read.
+# Wrong credentials: a clear error, nothing applied, positions not advanced
+# (the right credentials then take exactly the records left). read_only_world:
+# anyone reads what zkflow wrote.
+test_zookeeper_auth_and_acl() {
+    local t=$RUN-auth root=/$RUN/auth group=$RUN-auth
+    topic "$t" 2
+    keyed "$t" 20 5
+    cat >"$WORK/auth.lua" <<LUA
+return function(rec) return "$root/" .. params.acl .. "/" .. rec.key, rec.value end
+LUA
+    auth_config() { # NAME PASSWORD ACL
+        KAFKA_EXTRA="" config "$1" "$group-$3" "auth = digest:zkflow:$2" "acl = $3" \
+            "[script a]" "file = auth.lua" "topics = $t" "root = $root" "param.acl = $3"
+    }
+    local cfg wrong
+    # Made here, open: zkflow would give the parents it creates its ACL.
+    "$ZKTREE" --put "$ZK" "$root" </dev/null
+    cfg=$(auth_config auth-ok right creator_all)
+    # The auth and acl lines went after connect_timeout_ms, in [zookeeper].
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 20 ] || fail "consumed $(consumed), expected 20" || return 1
+    "$ZKTREE" "$ZK" "$root/creator_all" >/dev/null 2>"$WORK/zktree.err" &&
+        fail "read a creator_all znode without the identity" && return 1
+    grep -q "not authenticated" "$WORK/zktree.err" || fail "zktree: $(cat "$WORK/zktree.err")" || return 1
+
+    keyed "$t" 10 5
+    wrong=$(auth_config auth-wrong wrong creator_all)
+    zkflow run -c "$wrong" --exit-on-eof; expect_exit 1 $? || return 1
+    expect_log "cannot read the position /zkflow/offsets/$group-creator_all/$t/" || return 1
+    expect_log "not authenticated" || return 1
+    ! grep -q "right\|wrong" <(grep -v "auth-wrong.ini\|auth-ok.ini" "$WORK/log") ||
+        fail "the log shows the password" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    [ "$(consumed)" = 10 ] || fail "after the refused run, consumed $(consumed), expected 10" || return 1
+
+    cfg=$(auth_config auth-ro right read_only_world)
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_last_per_key "$root/read_only_world" 10 5 || return 1 # the second ten came last
+    ZK_AUTH=digest:zkflow:right "$ZKTREE" --delete "$ZK" "$root"
+    ZK_AUTH=digest:zkflow:right "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group-creator_all"
+}
+
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
 # are sent again, and the tree ends up complete and in order.
 test_zookeeper_restart_midstream() {

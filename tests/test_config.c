@@ -240,6 +240,21 @@ static void test_script_keys(void **state) {
     assert_null(strstr(cfg->restart_sig, "source"));
     assert_non_null(strstr(cfg->restart_sig, "[kafka] group.id = "));
     zf_config_destroy(cfg);
+    /* [zookeeper] auth and acl. */
+    path = write_temp("auth.ini", GOOD_KAFKA
+                      "[zookeeper]\nconnect = h:1\nauth = digest:u:p:w\n"
+                      "acl = creator_all\n" GOOD_SCRIPT);
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_string_equal(cfg->zk_auth, "digest:u:p:w");
+    assert_string_equal(cfg->zk_acl, "creator_all");
+    zf_config_destroy(cfg);
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = h:1\nacl = creator_all\n"
+                 GOOD_SCRIPT, 4, "[zookeeper] acl = creator_all needs an auth");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = h:1\nauth = nocolon\n"
+                 GOOD_SCRIPT, 4, "[zookeeper] auth: expected SCHEME:CREDENTIALS");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = h:1\nacl = closed\n"
+                 GOOD_SCRIPT, 6, "acl: 'closed' is not one of: open creator_all");
+
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "source = zk:/a\n", 9,
                  "[script s] has both file and source");
     expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nsource = /a\ntopics = t\n",

@@ -60,6 +60,8 @@ typedef struct zf_config {
     int zk_session_timeout_ms;
     int zk_connect_timeout_ms;
     int zk_line;           /* line of the [zookeeper] header, 0 if absent */
+    char *zk_auth;         /* "SCHEME:CREDENTIALS", or NULL */
+    char *zk_acl;          /* open, creator_all or read_only_world */
     char *delivery;        /* "exactly_once" or "at_least_once" */
     char *offsets_root;    /* exactly_once: where positions are kept */
     int max_queued_records;

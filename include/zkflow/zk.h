@@ -64,6 +64,13 @@ zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
 zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
                    size_t errlen);
 
+/* Authenticate the session with `auth` ("SCHEME:CREDENTIALS", NULL or ""
+ * for none) and give the znodes zkflow creates the ACL named `acl` (open,
+ * creator_all, read_only_world; NULL: open). Call before any op. Returns
+ * ZF_OK or ZF_EZK with the reason (never the credentials) in err. */
+zf_err_t zf_zk_secure(zf_zk_t *zk, const char *auth, const char *acl,
+                      char *err, size_t errlen);
+
 /* Block until the session is connected, for at most timeout_ms.
  * Returns ZF_OK or ZF_EZK with a message in err. */
 zf_err_t zf_zk_wait_connected(zf_zk_t *zk, int timeout_ms, char *err,

@@ -17,11 +17,12 @@
 
 typedef struct zf_zkstore zf_zkstore_t;
 
-/* Connect to ZooKeeper (`connect` as in [zookeeper] connect), waiting up to
- * connect_timeout_ms. Returns the store, or NULL with the reason in err. */
+/* Connect to ZooKeeper (`connect`, `auth` and `acl` as in [zookeeper]; see
+ * zf_zk_secure), waiting up to connect_timeout_ms. Returns the store, or
+ * NULL with the reason in err. */
 zf_zkstore_t *zf_zkstore_new(const char *connect, int session_timeout_ms,
-                             int connect_timeout_ms, char *err,
-                             size_t errlen);
+                             int connect_timeout_ms, const char *auth,
+                             const char *acl, char *err, size_t errlen);
 
 /* Close the session and free; accepts NULL. */
 void zf_zkstore_destroy(zf_zkstore_t *zs);
