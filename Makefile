@@ -16,7 +16,7 @@ ENGINE_SRCS := $(wildcard engine/*.c)
 LIB_OBJS    := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRCS)))
 UNIT_TESTS  := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
 
-.PHONY: all deps test unit examples integration demo bench valgrind clean help
+.PHONY: all deps test unit examples integration test-faults demo bench valgrind clean help
 
 all: deps $(BUILD)/zkflow $(BUILD)/zktree
 
@@ -53,6 +53,10 @@ examples: all
 
 test: unit examples integration
 
+# Fault tests (kills, restarts, a 3-server ensemble): not part of `make test`.
+test-faults: all
+	tests/faults.sh
+
 valgrind: deps $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
 	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
@@ -80,6 +84,7 @@ clean:
 help:
 	@echo "make            build build/zkflow (installs missing packages first)"
 	@echo "make test       unit tests, then integration tests on real services"
+	@echo "make test-faults zkflow under faults: kills, restarts, an ensemble (a few minutes)"
 	@echo "make demo       start services, run the quickstart example, show the tree"
 	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
 	@echo "make valgrind   unit tests under valgrind"
