@@ -125,6 +125,7 @@ typedef struct event {
     int rc;             /* completion code, or the new state */
     listing_t *listing; /* STEP_LIST completions */
     asked_t *asked;     /* STEP_PROBE completions */
+    const zhandle_t *zh; /* session changes: the handle they concern */
 } event_t;
 
 typedef struct queue {
@@ -141,6 +142,8 @@ typedef struct pathset {
 struct zf_zk {
     zhandle_t *zh;
     char *connect;
+    int session_timeout_ms;
+    int renew;        /* the session expired: open a new one */
     int efd;
     pthread_mutex_t lock;
     queue_t incoming; /* filled on library threads, under lock */
@@ -216,8 +219,7 @@ static void zk_log(const char *message) {
 }
 
 /* Runs on a library thread: queue and wake. Must never block for long. */
-static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
-                 asked_t *asked) {
+static void post_event(zf_zk_t *zk, event_t ev) {
     pthread_mutex_lock(&zk->lock);
     queue_t *q = &zk->incoming;
     if (q->n == q->cap) {
@@ -231,11 +233,16 @@ static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
         q->v = v;
         q->cap = cap;
     }
-    q->v[q->n++] = (event_t){req, rc, listing, asked};
+    q->v[q->n++] = ev;
     pthread_mutex_unlock(&zk->lock);
     uint64_t one = 1;
     ssize_t w = write(zk->efd, &one, sizeof one);
     (void)w; /* a full counter still leaves the fd readable */
+}
+
+static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
+                 asked_t *asked) {
+    post_event(zk, (event_t){req, rc, listing, asked, NULL});
 }
 
 static void on_void(int rc, const void *data) {
@@ -270,11 +277,23 @@ static void on_exists(int rc, const struct Stat *stat, const void *data) {
 
 static void on_session(zhandle_t *zh, int type, int state, const char *path,
                        void *ctx) {
-    (void)zh;
     (void)path;
     if (type == ZOO_SESSION_EVENT)
-        post(ctx, NULL, state, NULL, NULL);
+        post_event(ctx, (event_t){NULL, state, NULL, NULL, zh});
 }
+
+/* A new handle on zk's connection string, or NULL with errno set. */
+static zhandle_t *open_handle(zf_zk_t *zk) {
+    zhandle_t *zh = zookeeper_init2(zk->connect, on_session,
+                                    zk->session_timeout_ms, NULL, zk, 0, zk_log);
+    /* By default the client resolves the server names again every time it
+     * polls its socket, i.e. about once per request: a getaddrinfo per op. */
+    if (zh)
+        zoo_set_servers_resolution_delay(zh, RESOLVE_DELAY_MS);
+    return zh;
+}
+
+static void set_fatal(zf_zk_t *zk, const char *msg);
 
 zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
                    size_t errlen) {
@@ -285,6 +304,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
         return NULL;
     }
     zk->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    zk->session_timeout_ms = session_timeout_ms;
     pthread_mutex_init(&zk->lock, NULL);
     if (zk->efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -292,20 +312,31 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
     }
     zoo_set_debug_level(zf_log_get_level() >= ZF_LOG_DEBUG ? ZOO_LOG_LEVEL_INFO
                                                            : ZOO_LOG_LEVEL_WARN);
-    zk->zh = zookeeper_init2(connect, on_session, session_timeout_ms, NULL, zk,
-                             0, zk_log);
-    if (!zk->zh) {
+    if (!(zk->zh = open_handle(zk))) {
         snprintf(err, errlen, "cannot use ZooKeeper connection string '%s': %s",
                  connect, strerror(errno));
         goto err;
     }
-    /* By default the client resolves the server names again every time it
-     * polls its socket, i.e. about once per request: a getaddrinfo per op. */
-    zoo_set_servers_resolution_delay(zk->zh, RESOLVE_DELAY_MS);
     return zk;
 err:
     zf_zk_destroy(zk);
     return NULL;
+}
+
+/* The session expired: close the dead handle and open a new one. Runs on
+ * the caller's thread, never inside a library callback. Closing joins the
+ * library's threads; whatever the old handle still held completes with a
+ * session error, which step_done sends again on the new handle (outcome
+ * unknown, as after a connection loss). */
+static void renew_session(zf_zk_t *zk) {
+    zk->renew = 0;
+    zookeeper_close(zk->zh);
+    if (!(zk->zh = open_handle(zk))) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot open a new ZooKeeper session: %s",
+                 strerror(errno));
+        set_fatal(zk, msg);
+    }
 }
 
 /* ------------------------------------------------------------ known paths */
@@ -994,8 +1025,11 @@ static void send_step(zf_zk_t *zk, req_t *r) {
 
 /* The result of a whole step is known: decide what comes next. */
 static void step_done(zf_zk_t *zk, req_t *r, int rc) {
-    if (is_retryable(rc)) {
-        /* Unknown outcome; every step here is safe to send again. */
+    /* Unknown outcome; every step here is safe to send again. An expired
+     * session is followed by a new one (renew_session), unless a fatal
+     * error (failed authentication) ended the handle for good. */
+    if (is_retryable(rc) || (rc != ZAUTHFAILED && session_gone(rc) &&
+                             !zk->fatal)) {
         schedule_retry(zk, r);
         return;
     }
@@ -1079,7 +1113,10 @@ static void session_event(zf_zk_t *zk, int state) {
         zk->connected = 1;
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
         zk->connected = 0;
-        set_fatal(zk, "ZooKeeper session expired");
+        if (!zk->renew)
+            zf_warn("zookeeper", "session expired; opening a new one (writes "
+                                 "whose outcome is unknown are sent again)");
+        zk->renew = 1;
     } else if (state == ZOO_AUTH_FAILED_STATE) {
         zk->connected = 0;
         set_fatal(zk, "ZooKeeper authentication failed");
@@ -1092,7 +1129,8 @@ static void session_event(zf_zk_t *zk, int state) {
 
 static void handle_event(zf_zk_t *zk, const event_t *e) {
     if (!e->req) {
-        session_event(zk, e->rc);
+        if (e->zh == zk->zh) /* not a late word from a replaced handle */
+            session_event(zk, e->rc);
         return;
     }
     req_t *r = e->req;
@@ -1124,6 +1162,8 @@ void zf_zk_process(zf_zk_t *zk) {
     for (size_t i = 0; i < zk->work.n; i++)
         handle_event(zk, &zk->work.v[i]);
     zk->work.n = 0;
+    if (zk->renew && !zk->fatal)
+        renew_session(zk);
 
     int64_t now = zf_now_ms();
     req_t **pp = &zk->retries;
