@@ -20,6 +20,10 @@
 #define RETRY_MAX_MS 2000
 /* How often the client may look the server names up again (DNS changes). */
 #define RESOLVE_DELAY_MS 30000
+/* After an expiry, how long to wait for the old handle's outstanding calls
+ * before closing it anyway, and how often to look. */
+#define RENEW_WAIT_MS 10000
+#define RENEW_POLL_MS 20
 /* Paths remembered as existing, to plan upserts without asking. */
 #define KNOWN_MAX 200000
 
@@ -144,6 +148,8 @@ struct zf_zk {
     char *connect;
     int session_timeout_ms;
     int renew;        /* the session expired: open a new one */
+    int64_t renew_since; /* when the expiry was seen (ms) */
+    int calls;        /* async calls not yet called back (atomic) */
     int efd;
     pthread_mutex_t lock;
     queue_t incoming; /* filled on library threads, under lock */
@@ -245,8 +251,18 @@ static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
     post_event(zk, (event_t){req, rc, listing, asked, NULL});
 }
 
+/* An async call was made, or (end) called back or refused at once. */
+static void call_begin(zf_zk_t *zk) {
+    __atomic_add_fetch(&zk->calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void call_end(zf_zk_t *zk) {
+    __atomic_sub_fetch(&zk->calls, 1, __ATOMIC_SEQ_CST);
+}
+
 static void on_void(int rc, const void *data) {
     req_t *r = (req_t *)data;
+    call_end(r->zk);
     post(r->zk, r, rc, NULL, NULL);
 }
 
@@ -266,12 +282,14 @@ static void on_children(int rc, const struct String_vector *kids,
         if (l->count != kids->count)
             rc = ZSYSTEMERROR; /* out of memory: reported as a failure */
     }
+    call_end(l->req->zk);
     post(l->req->zk, l->req, rc, l, NULL);
 }
 
 static void on_exists(int rc, const struct Stat *stat, const void *data) {
     (void)stat;
     asked_t *a = (asked_t *)data;
+    call_end(a->req->zk);
     post(a->req->zk, a->req, rc, NULL, a);
 }
 
@@ -324,11 +342,20 @@ err:
 }
 
 /* The session expired: close the dead handle and open a new one. Runs on
- * the caller's thread, never inside a library callback. Closing joins the
- * library's threads; whatever the old handle still held completes with a
- * session error, which step_done sends again on the new handle (outcome
- * unknown, as after a connection loss). */
+ * the caller's thread, never inside a library callback, and only once the
+ * old handle has called back every call made on it: on expiry the client
+ * fails them all with a session error (which step_done sends again on the
+ * new handle: outcome unknown, as after a connection loss), but a
+ * completion still queued when zookeeper_close stops the library's threads
+ * is never called (ZOOKEEPER-2894), and its record would wait forever. */
 static void renew_session(zf_zk_t *zk) {
+    int calls = __atomic_load_n(&zk->calls, __ATOMIC_SEQ_CST);
+    if (calls > 0) {
+        if (zf_now_ms() - zk->renew_since < RENEW_WAIT_MS)
+            return; /* zf_zk_next_timeout_ms asks to be called again */
+        zf_warn("zookeeper", "%d call(s) of the expired session never came "
+                             "back; opening a new one anyway", calls);
+    }
     zk->renew = 0;
     zookeeper_close(zk->zh);
     if (!(zk->zh = open_handle(zk))) {
@@ -754,6 +781,7 @@ static void send_step(zf_zk_t *zk, req_t *r);
 static void send_create(zf_zk_t *zk, req_t *r) {
     const zf_op_t *op = &r->items[0].ops->ops[0];
     int len = op->data ? (int)op->datalen : -1;
+    call_begin(zk);
     int rc = op->mode == ZF_MODE_TTL
                  ? zoo_acreate_ttl(zk->zh, op->path, op->data, len,
                                    &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
@@ -762,6 +790,7 @@ static void send_create(zf_zk_t *zk, req_t *r) {
                                &ZOO_OPEN_ACL_UNSAFE, create_flags(op->mode),
                                on_string, r);
     if (rc != ZOK) {
+        call_end(zk);
         call_failed(zk, r, rc);
         return;
     }
@@ -777,8 +806,10 @@ static void list_children(zf_zk_t *zk, req_t *r, const char *path,
         abort();
     l->req = r;
     l->depth = depth;
+    call_begin(zk);
     int rc = zoo_aget_children(zk->zh, path, 0, on_children, l);
     if (rc != ZOK) {
+        call_end(zk);
         free(l->path);
         free(l);
         call_failed(zk, r, rc);
@@ -844,8 +875,10 @@ static void send_probes(zf_zk_t *zk, req_t *r) {
         if (!a)
             abort();
         *a = (asked_t){r, i};
+        call_begin(zk);
         int rc = zoo_aexists(zk->zh, r->probes[i].path, 0, on_exists, a);
         if (rc != ZOK) {
+            call_end(zk);
             free(a);
             call_failed(zk, r, rc);
             return;
@@ -922,8 +955,10 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
             abort();
         }
     }
+    call_begin(zk);
     int rc = zoo_amulti(zk->zh, (int)n, r->zops, r->results, on_void, r);
     if (rc != ZOK) {
+        call_end(zk);
         call_failed(zk, r, rc);
         return;
     }
@@ -1113,9 +1148,11 @@ static void session_event(zf_zk_t *zk, int state) {
         zk->connected = 1;
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
         zk->connected = 0;
-        if (!zk->renew)
+        if (!zk->renew) {
             zf_warn("zookeeper", "session expired; opening a new one (writes "
                                  "whose outcome is unknown are sent again)");
+            zk->renew_since = zf_now_ms();
+        }
         zk->renew = 1;
     } else if (state == ZOO_AUTH_FAILED_STATE) {
         zk->connected = 0;
@@ -1179,6 +1216,8 @@ void zf_zk_process(zf_zk_t *zk) {
 }
 
 int zf_zk_next_timeout_ms(const zf_zk_t *zk) {
+    if (zk->renew && !zk->fatal)
+        return RENEW_POLL_MS; /* waiting for the old handle's last calls */
     if (!zk->retries)
         return -1;
     int64_t now = zf_now_ms(), best = INT64_MAX;

@@ -211,10 +211,21 @@ alive() {
     fail "zkflow ($2) exited with status $rc during the fault"
 }
 
-# stop PID NAME: SIGTERM, expect exit 0.
+# stop PID NAME: SIGTERM, expect exit 0 within 60 s (then SIGKILL).
 stop() {
     kill -TERM "$1" 2>/dev/null
-    local rc=0
+    local rc=0 i
+    for i in $(seq 600); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1"
+        wait "$1" 2>/dev/null
+        evidence "$2"
+        fail "zkflow ($2) still running 60 s after SIGTERM (killed)"
+        return 1
+    fi
     wait "$1" || rc=$?
     [ $rc = 0 ] || { evidence "$2"; fail "zkflow ($2) exited with status $rc after SIGTERM"; }
 }
@@ -236,7 +247,7 @@ evidence() {
 # restart recovers is part of the evidence.
 recover() {
     note "restarting zkflow to see what a restart recovers:"
-    timeout 120 "$ZKFLOW" run -c "$2" --exit-on-eof 2>>"$WORK/$1-recover.log"
+    timeout -k 10 120 "$ZKFLOW" run -c "$2" --exit-on-eof 2>>"$WORK/$1-recover.log"
     note "  the restarted run exited with status $?"
 }
 
@@ -260,7 +271,7 @@ fault_kill9_three_times() {
         note "kill $k: $ms ms into applying, $(count "$ZK" "$root") nodes"
     done
     produced "$t" || return 1
-    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>>"$WORK/kill9-last.log"
+    timeout -k 10 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>>"$WORK/kill9-last.log"
     local rc=$?
     [ $rc = 0 ] || { evidence kill9-last; fail "the last run exited with status $rc"; } || return 1
     verify "$ZK" "$root" "$t" "$STRICT"
@@ -279,9 +290,9 @@ fault_zookeeper_restart() {
     wait_growth "$ZK" "$root" || return 1
     sleep 1
     zkpid=$(cat "$ZK_PIDFILE")
+    note "stopping ZooKeeper with $(count "$ZK" "$root") nodes applied, then starting it"
     kill -TERM "$zkpid"
     while kill -0 "$zkpid" 2>/dev/null; do sleep 0.1; done
-    note "ZooKeeper stopped with $(count "$ZK" "$root") nodes applied, restarting"
     services start || fail "ZooKeeper did not come back" || return 1
     produced "$t" || return 1
     WATCH=$pid await_complete "$ZK" "$root" "$t"
@@ -435,7 +446,7 @@ fault_sigterm_under_load() {
     produced "$t" || return 1
     [ "${applied:-0}" -lt "$(wc -l <"$WORK/$t.expected")" ] ||
         fail "the first run applied everything: too fast to test" || return 1
-    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>>"$WORK/term-2.log"
+    timeout -k 10 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>>"$WORK/term-2.log"
     rc=$?
     [ $rc = 0 ] || { evidence term-2; fail "the restart exited with status $rc"; } || return 1
     verify "$ZK" "$root" "$t" 1
