@@ -26,7 +26,7 @@ SYSCONFDIR ?= /etc
 INSTALL    ?= install
 
 .PHONY: all deps test unit examples integration demo bench valgrind clean help \
-        install uninstall install-check
+        install uninstall install-check test-faults
 
 all: deps $(BUILD)/zkflow $(BUILD)/zktree
 
@@ -89,6 +89,10 @@ uninstall:
 	    $(DESTDIR)$(DOCDIR)/devices.lua $(DESTDIR)$(DOCDIR)/README.md
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
+# Fault tests (kills, restarts, a 3-server ensemble): not part of `make test`.
+test-faults: all
+	tests/faults.sh
+
 valgrind: deps $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do \
 	  valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite $$t; done
@@ -119,6 +123,7 @@ clean:
 help:
 	@echo "make            build build/zkflow (installs missing packages first)"
 	@echo "make test       unit tests, then integration tests on real services"
+	@echo "make test-faults zkflow under faults: kills, restarts, an ensemble (a few minutes)"
 	@echo "make demo       start services, run the quickstart example, show the tree"
 	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
 	@echo "make valgrind   unit tests under valgrind"

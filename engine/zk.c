@@ -25,6 +25,10 @@
 #define RETRY_MAX_MS 2000
 /* How often the client may look the server names up again (DNS changes). */
 #define RESOLVE_DELAY_MS 30000
+/* After an expiry, how long to wait for the old handle's outstanding calls
+ * before closing it anyway, and how often to look. */
+#define RENEW_WAIT_MS 10000
+#define RENEW_POLL_MS 20
 /* Paths remembered as existing, to plan upserts without asking. */
 #define KNOWN_MAX 200000
 
@@ -146,6 +150,7 @@ typedef struct event {
     int rc;             /* completion code, or the new state */
     listing_t *listing; /* STEP_LIST completions */
     asked_t *asked;     /* STEP_PROBE completions */
+    const zhandle_t *zh; /* session changes: the handle they concern */
 } event_t;
 
 typedef struct queue {
@@ -162,6 +167,10 @@ typedef struct pathset {
 struct zf_zk {
     zhandle_t *zh;
     char *connect;
+    int session_timeout_ms;
+    int renew;        /* the session expired: open a new one */
+    int64_t renew_since; /* when the expiry was seen (ms) */
+    int calls;        /* async calls not yet called back (atomic) */
     int efd;
     pthread_mutex_t lock;
     queue_t incoming; /* filled on library threads, under lock */
@@ -175,6 +184,7 @@ struct zf_zk {
     pathset_t known;  /* paths seen to exist in this session */
     int refusal;      /* code of the refusal `done` is reporting, or ZOK */
     struct ACL_vector *acl; /* of the znodes zkflow creates */
+    char *auth;       /* [zookeeper] auth, added to every new handle */
 };
 
 /* The client's lines look like
@@ -240,8 +250,7 @@ void zf_zk_client_log(const char *message) {
 }
 
 /* Runs on a library thread: queue and wake. Must never block for long. */
-static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
-                 asked_t *asked) {
+static void post_event(zf_zk_t *zk, event_t ev) {
     pthread_mutex_lock(&zk->lock);
     queue_t *q = &zk->incoming;
     if (q->n == q->cap) {
@@ -255,15 +264,30 @@ static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
         q->v = v;
         q->cap = cap;
     }
-    q->v[q->n++] = (event_t){req, rc, listing, asked};
+    q->v[q->n++] = ev;
     pthread_mutex_unlock(&zk->lock);
     uint64_t one = 1;
     ssize_t w = write(zk->efd, &one, sizeof one);
     (void)w; /* a full counter still leaves the fd readable */
 }
 
+static void post(zf_zk_t *zk, req_t *req, int rc, listing_t *listing,
+                 asked_t *asked) {
+    post_event(zk, (event_t){req, rc, listing, asked, NULL});
+}
+
+/* An async call was made, or (end) called back or refused at once. */
+static void call_begin(zf_zk_t *zk) {
+    __atomic_add_fetch(&zk->calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void call_end(zf_zk_t *zk) {
+    __atomic_sub_fetch(&zk->calls, 1, __ATOMIC_SEQ_CST);
+}
+
 static void on_void(int rc, const void *data) {
     req_t *r = (req_t *)data;
+    call_end(r->zk);
     post(r->zk, r, rc, NULL, NULL);
 }
 
@@ -283,12 +307,14 @@ static void on_children(int rc, const struct String_vector *kids,
         if (l->count != kids->count)
             rc = ZSYSTEMERROR; /* out of memory: reported as a failure */
     }
+    call_end(l->req->zk);
     post(l->req->zk, l->req, rc, l, NULL);
 }
 
 static void on_exists(int rc, const struct Stat *stat, const void *data) {
     (void)stat;
     asked_t *a = (asked_t *)data;
+    call_end(a->req->zk);
     post(a->req->zk, a->req, rc, NULL, a);
 }
 
@@ -305,16 +331,33 @@ static void on_data(int rc, const char *value, int len, const struct Stat *st,
     }
     r->read[r->read_len] = '\0';
     r->read_version = rc == ZOK && st ? st->version : -1;
+    call_end(r->zk);
     post(r->zk, r, rc, NULL, NULL);
 }
 
 static void on_session(zhandle_t *zh, int type, int state, const char *path,
                        void *ctx) {
-    (void)zh;
     (void)path;
     if (type == ZOO_SESSION_EVENT)
-        post(ctx, NULL, state, NULL, NULL);
+        post_event(ctx, (event_t){NULL, state, NULL, NULL, zh});
 }
+
+/* A new handle on zk's connection string, or NULL with errno set. */
+static zhandle_t *open_handle(zf_zk_t *zk) {
+    zhandle_t *zh = zookeeper_init2(zk->connect, on_session,
+                                    zk->session_timeout_ms, NULL, zk, 0,
+                                    zf_zk_client_log);
+    /* By default the client resolves the server names again every time it
+     * polls its socket, i.e. about once per request: a getaddrinfo per op. */
+    if (zh)
+        zoo_set_servers_resolution_delay(zh, RESOLVE_DELAY_MS);
+    char err[256];
+    if (zh && zf_zkauth_add(zh, zk->auth, err, sizeof err) != 0)
+        zf_error("zookeeper", "%s", err); /* then ops fail with ZNOAUTH */
+    return zh;
+}
+
+static void set_fatal(zf_zk_t *zk, const char *msg);
 
 zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
                    size_t errlen) {
@@ -325,6 +368,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
         return NULL;
     }
     zk->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    zk->session_timeout_ms = session_timeout_ms;
     pthread_mutex_init(&zk->lock, NULL);
     if (zk->efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
@@ -332,21 +376,41 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
     }
     zoo_set_debug_level(zf_log_get_level() >= ZF_LOG_DEBUG ? ZOO_LOG_LEVEL_INFO
                                                            : ZOO_LOG_LEVEL_WARN);
-    zk->zh = zookeeper_init2(connect, on_session, session_timeout_ms, NULL, zk,
-                             0, zf_zk_client_log);
-    if (!zk->zh) {
+    if (!(zk->zh = open_handle(zk))) {
         snprintf(err, errlen, "cannot use ZooKeeper connection string '%s': %s",
                  connect, strerror(errno));
         goto err;
     }
     zk->acl = zf_zkauth_acl(NULL);
-    /* By default the client resolves the server names again every time it
-     * polls its socket, i.e. about once per request: a getaddrinfo per op. */
-    zoo_set_servers_resolution_delay(zk->zh, RESOLVE_DELAY_MS);
     return zk;
 err:
     zf_zk_destroy(zk);
     return NULL;
+}
+
+/* The session expired: close the dead handle and open a new one. Runs on
+ * the caller's thread, never inside a library callback, and only once the
+ * old handle has called back every call made on it: on expiry the client
+ * fails them all with a session error (which step_done sends again on the
+ * new handle: outcome unknown, as after a connection loss), but a
+ * completion still queued when zookeeper_close stops the library's threads
+ * is never called (ZOOKEEPER-2894), and its record would wait forever. */
+static void renew_session(zf_zk_t *zk) {
+    int calls = __atomic_load_n(&zk->calls, __ATOMIC_SEQ_CST);
+    if (calls > 0) {
+        if (zf_now_ms() - zk->renew_since < RENEW_WAIT_MS)
+            return; /* zf_zk_next_timeout_ms asks to be called again */
+        zf_warn("zookeeper", "%d call(s) of the expired session never came "
+                             "back; opening a new one anyway", calls);
+    }
+    zk->renew = 0;
+    zookeeper_close(zk->zh);
+    if (!(zk->zh = open_handle(zk))) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot open a new ZooKeeper session: %s",
+                 strerror(errno));
+        set_fatal(zk, msg);
+    }
 }
 
 /* ------------------------------------------------------------ known paths */
@@ -888,6 +952,7 @@ static void send_step(zf_zk_t *zk, req_t *r);
 static void send_create(zf_zk_t *zk, req_t *r) {
     const zf_op_t *op = &r->items[0].ops->ops[0];
     int len = op->data ? (int)op->datalen : -1;
+    call_begin(zk);
     int rc = op->mode == ZF_MODE_TTL
                  ? zoo_acreate_ttl(zk->zh, op->path, op->data, len,
                                    zk->acl, create_flags(op->mode),
@@ -896,6 +961,7 @@ static void send_create(zf_zk_t *zk, req_t *r) {
                                zk->acl, create_flags(op->mode),
                                on_string, r);
     if (rc != ZOK) {
+        call_end(zk);
         call_failed(zk, r, rc);
         return;
     }
@@ -911,8 +977,10 @@ static void list_children(zf_zk_t *zk, req_t *r, const char *path,
         abort();
     l->req = r;
     l->depth = depth;
+    call_begin(zk);
     int rc = zoo_aget_children(zk->zh, path, 0, on_children, l);
     if (rc != ZOK) {
+        call_end(zk);
         free(l->path);
         free(l);
         call_failed(zk, r, rc);
@@ -978,8 +1046,10 @@ static void send_probes(zf_zk_t *zk, req_t *r) {
         if (!a)
             abort();
         *a = (asked_t){r, i};
+        call_begin(zk);
         int rc = zoo_aexists(zk->zh, r->probes[i].path, 0, on_exists, a);
         if (rc != ZOK) {
+            call_end(zk);
             free(a);
             call_failed(zk, r, rc);
             return;
@@ -1077,8 +1147,10 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         zoo_set_op_init(&r->zops[n], r->fence->path, r->position,
                         (int)strlen(r->position), r->fence->version, NULL);
     zf_series_observe(zf_metric_series(zf_m.zk_batch_ops), (double)n);
+    call_begin(zk);
     int rc = zoo_amulti(zk->zh, (int)total, r->zops, r->results, on_void, r);
     if (rc != ZOK) {
+        call_end(zk);
         call_failed(zk, r, rc);
         return;
     }
@@ -1184,8 +1256,10 @@ static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
 /* ------------------------------------------------------ reading back */
 
 static void send_readback(zf_zk_t *zk, req_t *r) {
+    call_begin(zk);
     int rc = zoo_aget(zk->zh, r->fence->path, 0, on_data, r);
     if (rc != ZOK) {
+        call_end(zk);
         call_failed(zk, r, rc);
         return;
     }
@@ -1238,11 +1312,13 @@ static void send_step(zf_zk_t *zk, req_t *r) {
 
 /* The result of a whole step is known: decide what comes next. */
 static void step_done(zf_zk_t *zk, req_t *r, int rc) {
-    if (is_retryable(rc)) {
-        /* Unknown outcome. Every step but a fenced multi is safe to send
-         * again; that one's position says whether it applied. */
+    /* Unknown outcome; every step here is safe to send again. An expired
+     * session is followed by a new one (renew_session), unless a fatal
+     * error (failed authentication) ended the handle for good. */
+    if (is_retryable(rc) || (rc != ZAUTHFAILED && session_gone(rc) &&
+                             !zk->fatal)) {
         if (r->fence && r->step == STEP_MULTI && r->position[0])
-            r->step = STEP_READBACK;
+            r->step = STEP_READBACK; /* its position says whether it applied */
         schedule_retry(zk, r);
         return;
     }
@@ -1346,7 +1422,12 @@ static void session_event(zf_zk_t *zk, int state) {
         zk->connected = 1;
     } else if (state == ZOO_EXPIRED_SESSION_STATE) {
         zk->connected = 0;
-        set_fatal(zk, "ZooKeeper session expired");
+        if (!zk->renew) {
+            zf_warn("zookeeper", "session expired; opening a new one (writes "
+                                 "whose outcome is unknown are sent again)");
+            zk->renew_since = zf_now_ms();
+        }
+        zk->renew = 1;
     } else if (state == ZOO_AUTH_FAILED_STATE) {
         zk->connected = 0;
         set_fatal(zk, "ZooKeeper authentication failed");
@@ -1359,7 +1440,8 @@ static void session_event(zf_zk_t *zk, int state) {
 
 static void handle_event(zf_zk_t *zk, const event_t *e) {
     if (!e->req) {
-        session_event(zk, e->rc);
+        if (e->zh == zk->zh) /* not a late word from a replaced handle */
+            session_event(zk, e->rc);
         return;
     }
     req_t *r = e->req;
@@ -1392,6 +1474,8 @@ void zf_zk_process(zf_zk_t *zk) {
     for (size_t i = 0; i < zk->work.n; i++)
         handle_event(zk, &zk->work.v[i]);
     zk->work.n = 0;
+    if (zk->renew && !zk->fatal)
+        renew_session(zk);
 
     int64_t now = zf_now_ms();
     req_t **pp = &zk->retries;
@@ -1407,6 +1491,8 @@ void zf_zk_process(zf_zk_t *zk) {
 }
 
 int zf_zk_next_timeout_ms(const zf_zk_t *zk) {
+    if (zk->renew && !zk->fatal)
+        return RENEW_POLL_MS; /* waiting for the old handle's last calls */
     if (!zk->retries)
         return -1;
     int64_t now = zf_now_ms(), best = INT64_MAX;
@@ -1430,6 +1516,13 @@ zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen) {
 zf_err_t zf_zk_secure(zf_zk_t *zk, const char *auth, const char *acl,
                       char *err, size_t errlen) {
     zk->acl = zf_zkauth_acl(acl);
+    if (!auth || !*auth)
+        return ZF_OK;
+    /* Kept for the sessions that replace an expired one. */
+    if (!(zk->auth = strdup(auth))) {
+        snprintf(err, errlen, "out of memory");
+        return ZF_ENOMEM;
+    }
     return zf_zkauth_add(zk->zh, auth, err, errlen) == 0 ? ZF_OK : ZF_EZK;
 }
 
@@ -1523,5 +1616,8 @@ void zf_zk_destroy(zf_zk_t *zk) {
     free(zk->incoming.v);
     free(zk->work.v);
     free(zk->connect);
+    if (zk->auth)
+        memset(zk->auth, 0, strlen(zk->auth));
+    free(zk->auth);
     free(zk);
 }

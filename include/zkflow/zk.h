@@ -9,7 +9,10 @@
  * are successes; upsert creates missing parents; a recursive delete removes
  * the subtree; a list of ops is applied atomically (one multi); connection
  * loss is retried (after a backoff) until the outcome is known, so `done`
- * sees only final results. */
+ * sees only final results. An expired session is replaced by a new one
+ * (the dead handle closed once, on the caller's thread) and the ops whose
+ * outcome it left unknown are sent again, as after a connection loss: at
+ * least once, not exactly once. */
 #ifndef ZKFLOW_ZK_H
 #define ZKFLOW_ZK_H
 
@@ -26,9 +29,10 @@ typedef struct zf_zk zf_zk_t;
  * effect; ZF_ERECORD when ZooKeeper refused one of them (`why` says which
  * and why; nothing of that record was applied); ZF_EAGAIN when an earlier
  * record of the same batch was refused, so this one was not attempted
- * (apply it again later); ZF_EZK when the session is gone (outcome
- * unknown); ZF_EFENCED when the batch carried a fence and another owner
- * wrote the partition's position (nothing of the batch was applied). */
+ * (apply it again later); ZF_EZK when the handle is gone for good
+ * (authentication failed; outcome unknown); ZF_EFENCED when the batch
+ * carried a fence and another owner wrote the partition's position
+ * (nothing of the batch was applied). */
 typedef void zf_zk_done_fn(void *ctx, zf_err_t rc, const char *why);
 
 /* One record of a batch: its ops (borrowed: valid and unchanged until its
@@ -114,8 +118,9 @@ const char *zf_zk_code_name(int rc);
 /* Number of records given to zf_zk_apply whose `done` is still to come. */
 size_t zf_zk_inflight(const zf_zk_t *zk);
 
-/* ZF_OK while the session is usable; ZF_EZK with the reason once it expired
- * or authentication failed (this slice does not re-establish sessions). */
+/* ZF_OK while the handle is usable (also while it reconnects or replaces an
+ * expired session); ZF_EZK with the reason once authentication failed or a
+ * new session could not be opened. */
 zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen);
 
 /* Log callback for zookeeper_init2: the client's lines through zf_log, at
