@@ -45,6 +45,9 @@ typedef struct engine {
     int reconfigure;    /* SIGHUP: read the configuration again */
     int exactly_once;   /* delivery = exactly_once */
     uint64_t consumed, applied, skipped;
+    int64_t progress_at;       /* --exit-on-eof: last progress report (ms) */
+    uint64_t progress_consumed; /* consumed then */
+    int progress_tty;          /* stderr is a terminal: one line, redrawn */
     uint64_t dead_lettered, failed; /* failed: transform or ZooKeeper, any
                                        on_error policy */
     zf_dlq_t *dlq;      /* dead-letter producer, made when first needed */
@@ -619,10 +622,52 @@ static void reconfigure(engine_t *e) {
     zf_scriptset_reload_all(e->scripts);
 }
 
+/* --exit-on-eof: how far the backfill is, about once a second on a
+ * terminal (one line, redrawn) and every 10 s otherwise (log lines). */
+static void progress(engine_t *e, int last) {
+    int64_t now = zf_now_ms();
+    if (!e->progress_at) {
+        e->progress_at = now;
+        return;
+    }
+    int64_t every = e->progress_tty ? 1000 : 10000;
+    if (!last && now - e->progress_at < every)
+        return;
+    uint64_t left = 0;
+    for (size_t i = 0; i < e->nparts; i++) {
+        const zf_partition_t *p = e->parts[i];
+        if (p->end > p->position && p->position >= 0)
+            left += (uint64_t)(p->end - p->position);
+    }
+    double secs = (double)(now - e->progress_at) / 1000.0;
+    double rate = secs > 0 ? (double)(e->consumed - e->progress_consumed) / secs
+                           : 0;
+    uint64_t total = e->consumed + left;
+    char eta[32] = "?";
+    if (rate > 0)
+        snprintf(eta, sizeof eta, "%.0f s", (double)left / rate);
+    if (e->progress_tty)
+        fprintf(stderr, "\r%llu of %llu records (%.0f%%), %.0f records/s, "
+                        "ETA %s   %s",
+                (unsigned long long)e->consumed, (unsigned long long)total,
+                total ? 100.0 * (double)e->consumed / (double)total : 0.0,
+                rate, eta, last ? "\n" : "");
+    else if (!last)
+        zf_info(LOG, "progress: %llu of %llu records (%.0f%%), %.0f "
+                     "records/s, ETA %s",
+                (unsigned long long)e->consumed, (unsigned long long)total,
+                total ? 100.0 * (double)e->consumed / (double)total : 0.0,
+                rate, eta);
+    e->progress_at = now;
+    e->progress_consumed = e->consumed;
+}
+
 static void loop(engine_t *e) {
     for (;;) {
         take_records(e);
         check_services(e);
+        if (e->opts.exit_on_eof)
+            progress(e, 0);
         /* After a failure, records taken before it are still applied, so
          * the committed offsets reach up to the failed record. */
         size_t waiting = dispatch(e);
@@ -771,7 +816,10 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     }
     zf_info(LOG, "running: %zu script(s), delivery %s", cfg->nscripts,
             cfg->delivery);
+    e.progress_tty = isatty(STDERR_FILENO);
     loop(&e);
+    if (opts->exit_on_eof && e.progress_tty)
+        progress(&e, 1);
     drain(&e, NULL); /* only left over when the loop itself failed */
     report(&e, started);
     status = e.status;

@@ -952,6 +952,23 @@ LUA
     ZK_AUTH=digest:zkflow:right "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group-creator_all"
 }
 
+# --exit-on-eof on a terminal shows a progress line (records done of total,
+# rate, ETA), redrawn in place and finished with the final count; script(1)
+# gives zkflow a terminal. Without one, progress goes to the log every 10 s.
+test_progress_line_on_a_terminal() {
+    local t=$RUN-progress root=/$RUN/progress cfg
+    topic "$t" 2
+    keyed "$t" 3000 30
+    cat >"$WORK/progress.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    cfg=$(config progress "$RUN-progress" "[script p]" "file = progress.lua" "topics = $t" "root = $root")
+    timeout 120 script -qec "$ZKFLOW run -c $cfg --exit-on-eof" /dev/null >"$WORK/tty" 2>&1
+    expect_exit 0 $? || return 1
+    grep -q "3000 of 3000 records (100%), [0-9]* records/s, ETA" "$WORK/tty" ||
+        fail "no final progress line: $(tr '\r' '\n' <"$WORK/tty" | grep records | tail -2)"
+}
+
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
 # are sent again, and the tree ends up complete and in order.
 test_zookeeper_restart_midstream() {
