@@ -33,6 +33,8 @@ typedef struct zf_partition {
     void *script;          /* the engine's script for this topic (borrowed) */
     zf_entry_t *head;      /* oldest unreleased record */
     zf_entry_t *tail;
+    zf_entry_t *queued;    /* the oldest QUEUED entry, or NULL (kept by the
+                              functions below) */
     size_t nentries;
     size_t nsent;          /* entries in state SENT */
     int64_t next_offset;   /* offset expected next from Kafka; -1 unknown */
