@@ -46,6 +46,7 @@ typedef struct engine {
     uint64_t reloads, reload_rejects;
     uint64_t consumed, applied, skipped;
     uint64_t batches;   /* multis (or solo writes) sent */
+    uint64_t coalesced; /* records left out of their batch by coalescing */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -151,6 +152,8 @@ static void on_assigned(void *ctx, const zf_tp_t *tps, size_t n) {
         }
         p->owner = e;
         p->script = script_for(e, p->topic);
+        const zf_script_conf_t *sc = zf_config_script_for_topic(e->cfg, p->topic);
+        p->coalesce = sc && sc->coalesce == 1;
         if (e->opts.exit_on_eof)
             p->end = zf_source_end_offset(e->src, p->topic, p->partition);
         e->parts[e->nparts++] = p;
@@ -330,6 +333,8 @@ static size_t dispatch(engine_t *e) {
             if (alone)
                 break;
         }
+        if (p->coalesce && n > 1)
+            e->coalesced += zf_zk_coalesce(e->batch, n);
         zf_zk_apply(e->zk, e->batch, n, on_applied);
         e->batches++;
     }
@@ -523,12 +528,13 @@ static void report(const engine_t *e, int64_t started_ms) {
     double secs = (double)(zf_now_ms() - started_ms) / 1000.0;
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu in %.2f s "
                  "(%.0f records/s, %llu ZooKeeper batches, %llu script "
-                 "reloads, %llu rejected)",
+                 "reloads, %llu rejected, %llu coalesced)",
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
             (unsigned long long)e->skipped, secs,
             secs > 0 ? (double)e->consumed / secs : 0.0,
             (unsigned long long)e->batches, (unsigned long long)e->reloads,
-            (unsigned long long)e->reload_rejects);
+            (unsigned long long)e->reload_rejects,
+            (unsigned long long)e->coalesced);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {

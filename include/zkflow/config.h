@@ -31,6 +31,8 @@ typedef struct zf_script_conf {
     unsigned ops;   /* the same as ZF_OP_BIT flags */
     int timeout_ms; /* per-record time limit, 0 = none */
     int memory_mb;  /* memory limit of the script's state, 0 = none */
+    int coalesce;   /* 1: drop a lone set/upsert that a later one of the same
+                       path in the batch replaces (zf_oplist_coalesce) */
     zf_kv_t *params; /* param.NAME = value keys, NAME without "param." */
     size_t nparams;
 } zf_script_conf_t;

@@ -43,6 +43,7 @@ typedef struct zf_partition {
     int64_t end;           /* --exit-on-eof: end offset when assigned; -1 */
     int64_t position;      /* consumed up to here (next offset); -1 unknown */
     int paused;
+    int coalesce;          /* its script coalesces batches (zf_zk_coalesce) */
     int blocked;           /* a record failed here: send nothing after it */
 } zf_partition_t;
 
