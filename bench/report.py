@@ -10,7 +10,7 @@ import json
 import sys
 
 CEILINGS = ("ceiling_100x6_before", "ceiling_100x6_after", "ceiling_100x50", "ceiling_1x1000")
-PROGRAMS = ("zkflow", "peer", "kcat")
+PROGRAMS = ("zkflow", "zkflow_baseline", "peer", "kcat")
 
 # The goals of issue 5: (value's path, comparison, target, label, format).
 GOALS = {
@@ -69,6 +69,7 @@ def derive(data):
             m["cpu_us_per_record"] = round((m["user_s"] + m["sys_s"]) * 1e6 / m["records"], 2)
     # One op per record: the average size of what zkflow and the peer sent.
     for name, count, per in (("zkflow", "multis", "ops_per_multi"),
+                             ("zkflow_baseline", "multis", "ops_per_multi"),
                              ("peer", "transactions", "ops_per_transaction")):
         m = measured(data, name)
         if m and isinstance(m.get(count), int) and m[count] > 0:
@@ -88,6 +89,10 @@ def derive(data):
     data["ratios"] = {
         "zkflow_vs_ceiling": ratio(zkflow, data["ceiling_100x6_ops_per_s"], 3),
         "zkflow_vs_peer": ratio(zkflow, rate("peer", "records_per_s"), 1),
+        "zkflow_baseline_vs_ceiling": ratio(rate("zkflow_baseline", "records_per_s"),
+                                            data["ceiling_100x6_ops_per_s"], 3),
+        "zkflow_baseline_vs_peer": ratio(rate("zkflow_baseline", "records_per_s"),
+                                         rate("peer", "records_per_s"), 1),
         "ceiling_100x6_vs_100x50": ratio(data["ceiling_100x6_ops_per_s"],
                                          rate("ceiling_100x50", "ops_per_s"), 3),
     }
@@ -134,6 +139,8 @@ def markdown(d):
     row("ceiling: the same, after zkflow", "ceiling_100x6_after", "ops", "ops_per_s")
     row("ceiling: multis of 100 ops, 50 in flight", "ceiling_100x50", "ops", "ops_per_s")
     row("ceiling: single ops, 1,000 in flight", "ceiling_1x1000", "ops", "ops_per_s")
+    row("zkflow baseline (ZKFLOW_BASELINE), the same way, just before",
+        "zkflow_baseline", "records", "records_per_s")
     row("**zkflow** end to end, start to exit", "zkflow", "records", "records_per_s")
     peer = "peer: Quix Streams + kazoo, transactions of 100"
     if (d.get("peer") or {}).get("slice"):
@@ -148,6 +155,10 @@ def markdown(d):
         goal = ("≥ " if op == ">=" else "≤ ") + fmt.format(target)
         met = "–" if g["met"] is None else "yes" if g["met"] else "**no**"
         out.append(f"| {label} | {value} | {goal} | {met} |")
+    for key, label, fmt in (("zkflow_baseline_vs_ceiling", "baseline / ceiling 100 × 6", "{:.1%}"),
+                            ("zkflow_baseline_vs_peer", "baseline / peer", "{:g}×")):
+        if (v := d["ratios"].get(key)) is not None:
+            out.append(f"| {label} | {fmt.format(v)} | (information) | |")
     r = d["ratios"]["ceiling_100x6_vs_100x50"]
     if r is not None:
         out.append(f"| ceiling 100 × 6 / ceiling 100 × 50 | {r:.1%} | (information) | |")
@@ -158,7 +169,7 @@ def markdown(d):
             out.append(f"| {label} | {v:g} | (information) | |")
 
     out.append("")
-    for name in ("zkflow", "peer"):
+    for name in ("zkflow_baseline", "zkflow", "peer"):
         m = d.get(name) or {}
         failed = (m.get("sanity") or {}).get("error")
         if failed or "znodes" in m:

@@ -15,6 +15,9 @@
 #   ENGINE_OPTS        lines added to zkflow's [engine] section, e.g.
 #                      $'batch_max_ops = 200\n'
 #   SKIP               space-separated steps to leave out: kcat ceiling zkflow peer
+#   ZKFLOW_BASELINE    another zkflow binary (e.g. a build of an older commit),
+#                      run the same way right before build/zkflow and
+#                      reported as zkflow_baseline: before/after in one run
 #   ZK_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT ZKFLOW_STATE_DIR
 #                      as for scripts/services.sh: a separate instance keeps
 #                      the benchmark apart from `make test`, which restarts
@@ -205,7 +208,8 @@ ceiling() {   # key ops batch depth
     put "$1.seconds" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")"
 }
 
-step_zkflow() {
+step_zkflow() {   # [key binary]
+    local key=${1:-zkflow} bin=${2:-build/zkflow}
     local group=zkflow-bench-$(date +%s%N) rc=0
     cat >"$WORK/zkflow.ini" <<INI
 [kafka]
@@ -224,18 +228,18 @@ topics = $TOPIC
 root = $PARENT
 INI
     reset_znodes
-    say "zkflow: $N records, group $group"
-    put zkflow.records "$N"
+    say "$key: $N records ($bin), group $group"
+    put "$key.records" "$N"
     # Info level, not -q: the few lines include the summary with the number of
     # multis sent.
-    timed zkflow build/zkflow run -c "$WORK/zkflow.ini" --exit-on-eof 2>"$WORK/zkflow.log" || rc=$?
-    put zkflow.exit_status "$rc"
-    put zkflow.multis "$(sed -n 's/.*finished:.*, \([0-9]*\) ZooKeeper batches.*/\1/p' "$WORK/zkflow.log")"
+    timed "$key" "$bin" run -c "$WORK/zkflow.ini" --exit-on-eof 2>"$WORK/zkflow.log" || rc=$?
+    put "$key.exit_status" "$rc"
+    put "$key.multis" "$(sed -n 's/.*finished:.*, \([0-9]*\) ZooKeeper batches.*/\1/p' "$WORK/zkflow.log")"
     if [ "$rc" != 0 ]; then
         tail -n 20 "$WORK/zkflow.log" >&2
-        fail zkflow "zkflow exited $rc"
-    elif ! check_znodes zkflow "$N"; then
-        fail zkflow.sanity "$PARENT does not hold $KEYS znodes each with its key's last record"
+        fail "$key" "zkflow exited $rc"
+    elif ! check_znodes "$key" "$N"; then
+        fail "$key.sanity" "$PARENT does not hold $KEYS znodes each with its key's last record"
     fi
 }
 
@@ -317,6 +321,9 @@ if ! skipped ceiling; then
     say "ceiling: warm-up, 300000 ops (not reported)"
     "$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n 300000 -b 100 -d 50 >/dev/null
     ceiling ceiling_100x6_before "$N" "$BATCH" "$DEPTH"
+fi
+if [ -n "${ZKFLOW_BASELINE:-}" ] && ! skipped zkflow; then
+    step_zkflow zkflow_baseline "$ZKFLOW_BASELINE"
 fi
 skipped zkflow || step_zkflow
 if ! skipped ceiling; then

@@ -20,6 +20,7 @@ typedef enum key_type {
     KEY_ZNODE,  /* an absolute znode path */
     KEY_ENUM,   /* one of the words in `choices` */
     KEY_LISTEN, /* HOST:PORT to listen on, or empty (off) */
+    KEY_BOOL,   /* true or false, stored as an int (1 or 0) */
 } key_type_t;
 
 typedef enum key_owner { OWNER_CONFIG, OWNER_SCRIPT } key_owner_t;
@@ -102,6 +103,9 @@ static const config_key_t keys[] = {
      "(produce it to dlq_topic)"},
     {"script", "dlq_topic", KEY_STRING, SCR(dlq_topic), "", 0, 0, NULL,
      "the dead-letter topic; required with on_error = dlq, only then"},
+    {"script", "coalesce", KEY_BOOL, SCR(coalesce), "false", 0, 0, NULL,
+     "within one batch, skip a lone set/upsert that a later one of the same "
+     "path replaces (fewer writes; watchers see fewer versions)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
@@ -216,6 +220,7 @@ static void section_begin(parse_t *p, char *header) {
         p->script = &v[cfg->nscripts++];
         memset(p->script, 0, sizeof *p->script);
         p->script->timeout_ms = p->script->memory_mb = INT_MIN; /* not set */
+        p->script->coalesce = INT_MIN;
         p->script->name = strdup(name);
         p->script->line = p->line;
         p->section = "script";
@@ -296,6 +301,13 @@ static int set_value(parse_t *p, const config_key_t *k, const char *value,
         *(int *)dst = (int)v;
         return 0;
     }
+    case KEY_BOOL:
+        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+            fail(p, line, "%s: '%s' is not true or false", k->name, value);
+            return -1;
+        }
+        *(int *)dst = value[0] == 't';
+        return 0;
     case KEY_ENUM: {
         size_t n = strlen(value);
         const char *c = k->choices;
@@ -595,8 +607,9 @@ static void apply_defaults(parse_t *p, key_owner_t owner, zf_script_conf_t *sc,
         if (k->owner != owner || strcmp(k->section, section) != 0)
             continue;
         void *dst = field(k, p->cfg, sc);
-        int unset = k->type == KEY_INT ? *(int *)dst == INT_MIN
-                                       : *(char **)dst == NULL;
+        int unset = k->type == KEY_INT || k->type == KEY_BOOL
+                        ? *(int *)dst == INT_MIN
+                        : *(char **)dst == NULL;
         if (!unset)
             continue;
         if (k->def && !*k->def && k->type != KEY_LISTEN)

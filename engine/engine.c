@@ -52,6 +52,7 @@ typedef struct engine {
                                        on_error policy */
     zf_dlq_t *dlq;      /* dead-letter producer, made when first needed */
     uint64_t batches;   /* multis (or solo writes) sent */
+    uint64_t coalesced; /* records left out of their batch by coalescing */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -69,9 +70,13 @@ static const char *script_name(const zf_partition_t *p) {
 /* After scripts were swapped or sections changed: every partition takes
  * the script now in force for its topic, from its next record on. */
 static void repoint(engine_t *e) {
-    for (size_t i = 0; i < e->nparts; i++)
-        e->parts[i]->script = zf_scriptset_for_topic(e->scripts,
-                                                     e->parts[i]->topic);
+    for (size_t i = 0; i < e->nparts; i++) {
+        zf_partition_t *p = e->parts[i];
+        const zf_script_conf_t *sc = zf_config_script_for_topic(
+            zf_scriptset_config(e->scripts), p->topic);
+        p->script = zf_scriptset_for_topic(e->scripts, p->topic);
+        p->coalesce = sc && sc->coalesce == 1;
+    }
 }
 
 static zf_partition_t *find_part(engine_t *e, const char *topic, int32_t part) {
@@ -167,13 +172,13 @@ static void on_assigned(void *ctx, zf_tp_t *tps, size_t n) {
             abort();
         }
         p->owner = e;
-        p->script = zf_scriptset_for_topic(e->scripts, p->topic);
         if (e->exactly_once)
             start_at_position(e, p, &tps[i]);
         if (e->opts.exit_on_eof)
             p->end = zf_source_end_offset(e->src, p->topic, p->partition);
         e->parts[e->nparts++] = p;
     }
+    repoint(e); /* their scripts and options */
 }
 
 static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
@@ -506,6 +511,8 @@ static size_t dispatch(engine_t *e) {
             waiting--;
             continue;
         }
+        if (p->coalesce && n > 1)
+            e->coalesced += zf_zk_coalesce(e->batch, n);
         zf_zk_apply(e->zk, e->batch, n, p->fence.path ? &p->fence : NULL,
                     on_applied);
         e->batches++;
@@ -714,14 +721,14 @@ static void report(const engine_t *e, int64_t started_ms) {
     zf_info(LOG, "finished: consumed=%llu applied=%llu skipped=%llu "
                  "dead-lettered=%llu failed=%llu in %.2f s "
                  "(%.0f records/s, %llu ZooKeeper batches, %llu script "
-                 "reloads, %llu rejected)",
+                 "reloads, %llu rejected, %llu coalesced)",
             (unsigned long long)e->consumed, (unsigned long long)e->applied,
             (unsigned long long)e->skipped,
             (unsigned long long)e->dead_lettered,
             (unsigned long long)e->failed, secs,
             secs > 0 ? (double)e->consumed / secs : 0.0,
             (unsigned long long)e->batches, (unsigned long long)reloads,
-            (unsigned long long)rejected);
+            (unsigned long long)rejected, (unsigned long long)e->coalesced);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {

@@ -246,3 +246,58 @@ void zf_op_clear(zf_op_t *op) {
     memset(op, 0, sizeof *op);
     op->version = ZF_VERSION_ANY;
 }
+
+/* The path of a record that coalescing may replace or leave out: exactly
+ * one set or upsert without a version. NULL otherwise. */
+static const char *coalescable(const zf_oplist_t *l) {
+    if (l->n != 1)
+        return NULL;
+    const zf_op_t *op = &l->ops[0];
+    if ((op->type != ZF_OP_SET && op->type != ZF_OP_UPSERT) ||
+        op->version != ZF_VERSION_ANY)
+        return NULL;
+    return op->path;
+}
+
+/* True when a and b are the same path or one lies below the other. */
+static int related(const char *a, size_t la, const char *b, size_t lb) {
+    if (la > lb)
+        return related(b, lb, a, la);
+    if (memcmp(a, b, la) != 0)
+        return 0;
+    return la == lb || b[la] == '/' || la == 1; /* la == 1: a is "/" */
+}
+
+static int touches(const zf_oplist_t *l, const char *path, size_t len) {
+    for (size_t i = 0; i < l->n; i++)
+        if (related(l->ops[i].path, strlen(l->ops[i].path), path, len))
+            return 1;
+    return 0;
+}
+
+size_t zf_oplist_coalesce(const zf_oplist_t **lists, size_t n,
+                          unsigned char *drop) {
+    size_t dropped = 0;
+    for (size_t i = 0; i < n; i++) {
+        drop[i] = 0;
+        const char *path = coalescable(lists[i]);
+        if (!path)
+            continue;
+        size_t len = strlen(path);
+        zf_op_type_t type = lists[i]->ops[0].type;
+        size_t end = n - i - 1 > ZF_COALESCE_WINDOW ? i + 1 + ZF_COALESCE_WINDOW
+                                                     : n;
+        for (size_t j = i + 1; j < end; j++) {
+            if (!touches(lists[j], path, len))
+                continue;
+            const char *later = coalescable(lists[j]);
+            if (later && lists[j]->ops[0].type == type &&
+                strcmp(later, path) == 0) {
+                drop[i] = 1;
+                dropped++;
+            }
+            break; /* the next record that touches the path decides */
+        }
+    }
+    return dropped;
+}

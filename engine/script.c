@@ -20,6 +20,8 @@ struct zf_script {
     unsigned ops;
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
+    int handler_ref; /* the error handler (on_error), made once */
+    int body_ref;    /* the protected body (transform), made once */
     char version[13]; /* short hash of the source text */
     int invalid; /* the last failed transform returned, but invalid ops */
 };
@@ -72,6 +74,8 @@ static void push_handler(zf_script_t *s, lua_State *L) {
     lua_pushinteger(L, s->fn_line);
     lua_pushcclosure(L, on_error, 2);
 }
+
+static int make_closures(lua_State *L);
 
 static char *read_file(const char *path, size_t *len, char *err,
                        size_t errlen) {
@@ -145,7 +149,7 @@ zf_script_t *zf_script_new_text(const char *name, const char *file,
         goto err;
     }
     s->ops = opts->ops;
-    s->fn_ref = LUA_NOREF;
+    s->fn_ref = s->handler_ref = s->body_ref = LUA_NOREF;
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
     for (size_t i = 0; i < len; i++)
         h = (h ^ (unsigned char)src[i]) * 1099511628211ull;
@@ -198,6 +202,10 @@ zf_script_t *zf_script_new_text(const char *name, const char *file,
     s->fn_line = ar.linedefined;
     s->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_settop(L, 0);
+    if (lua_cpcall(L, make_closures, s) != 0) {
+        snprintf(err, errlen, "%s: %s", file, lua_tostring(L, -1));
+        goto err;
+    }
     return s;
 err:
     zf_script_destroy(s);
@@ -230,45 +238,74 @@ typedef struct call {
     int returned; /* the transform returned: later errors are validation */
 } call_t;
 
-static void set_lstring(lua_State *L, const char *field, const void *p,
-                        size_t len) {
+/* The record's field names, interned once as upvalues of the body closure
+ * (make_closures), so building a record hashes no field name. */
+enum {
+    UV_TOPIC = 1,
+    UV_PARTITION,
+    UV_OFFSET,
+    UV_TIMESTAMP,
+    UV_KEY,
+    UV_VALUE,
+    UV_HEADERS,
+    UV_NAME,
+    UV_COUNT = UV_NAME
+};
+static const char *const field_names[UV_COUNT] = {
+    "topic", "partition", "offset", "timestamp",
+    "key",   "value",     "headers", "name",
+};
+
+/* t[upvalue uv] = the string p[0..len), in the table at the top; a NULL p
+ * leaves the field absent (it reads as nil). [-0, +0] */
+static void set_lstring(lua_State *L, int uv, const void *p, size_t len) {
     if (!p)
-        return; /* absent field reads as nil */
+        return;
+    lua_pushvalue(L, lua_upvalueindex(uv));
     lua_pushlstring(L, p, len);
-    lua_setfield(L, -2, field);
+    lua_rawset(L, -3);
 }
 
-/* Push the record as a table. [-0, +1] */
+/* Push the record as a table. The new table has no metatable, so raw sets
+ * are what lua_setfield would do. Runs in the body closure (upvalues are
+ * the field names). [-0, +1] */
 static void push_record(lua_State *L, const zf_record_t *rec) {
     lua_createtable(L, 0, 7);
+    lua_pushvalue(L, lua_upvalueindex(UV_TOPIC));
     lua_pushstring(L, rec->topic);
-    lua_setfield(L, -2, "topic");
+    lua_rawset(L, -3);
+    lua_pushvalue(L, lua_upvalueindex(UV_PARTITION));
     lua_pushinteger(L, rec->partition);
-    lua_setfield(L, -2, "partition");
+    lua_rawset(L, -3);
+    lua_pushvalue(L, lua_upvalueindex(UV_OFFSET));
     lua_pushnumber(L, (lua_Number)rec->offset);
-    lua_setfield(L, -2, "offset");
+    lua_rawset(L, -3);
     if (rec->timestamp >= 0) {
+        lua_pushvalue(L, lua_upvalueindex(UV_TIMESTAMP));
         lua_pushnumber(L, (lua_Number)rec->timestamp);
-        lua_setfield(L, -2, "timestamp");
+        lua_rawset(L, -3);
     }
-    set_lstring(L, "key", rec->key, rec->key_len);
-    set_lstring(L, "value", rec->value, rec->value_len);
+    set_lstring(L, UV_KEY, rec->key, rec->key_len);
+    set_lstring(L, UV_VALUE, rec->value, rec->value_len);
     /* headers[i] = {name=, value=} in record order; headers[name] = the
      * value of the last header of that name. */
+    lua_pushvalue(L, lua_upvalueindex(UV_HEADERS));
     lua_createtable(L, (int)rec->nheaders, (int)rec->nheaders);
     for (size_t i = 0; i < rec->nheaders; i++) {
         const zf_header_t *h = &rec->headers[i];
         lua_createtable(L, 0, 2);
+        lua_pushvalue(L, lua_upvalueindex(UV_NAME));
         lua_pushstring(L, h->name);
-        lua_setfield(L, -2, "name");
-        set_lstring(L, "value", h->value, h->len);
+        lua_rawset(L, -3);
+        set_lstring(L, UV_VALUE, h->value, h->len);
         lua_rawseti(L, -2, (int)i + 1);
         if (h->value) {
+            lua_pushstring(L, h->name);
             lua_pushlstring(L, h->value, h->len);
-            lua_setfield(L, -2, h->name);
+            lua_rawset(L, -3);
         }
     }
-    lua_setfield(L, -2, "headers");
+    lua_rawset(L, -3);
 }
 
 static int invalid(lua_State *L, const char *fmt, ...)
@@ -427,7 +464,8 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
     }
 }
 
-/* The protected body of zf_script_transform. [-1, +0] */
+/* The protected body of zf_script_transform; upvalues: field_names.
+ * [-1, +0] */
 static int transform(lua_State *L) {
     call_t *c = lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->s->fn_ref);
@@ -443,13 +481,27 @@ static int transform(lua_State *L) {
     return 0;
 }
 
+/* Make, once, the closures every record uses: the error handler and the
+ * body with its field names; both are kept in the registry. Runs
+ * protected (lua_cpcall), with the script as the light userdata. */
+static int make_closures(lua_State *L) {
+    zf_script_t *s = lua_touserdata(L, 1);
+    push_handler(s, L);
+    s->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    for (int i = 0; i < UV_COUNT; i++)
+        lua_pushstring(L, field_names[i]);
+    lua_pushcclosure(L, transform, UV_COUNT);
+    s->body_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return 0;
+}
+
 zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
                              zf_oplist_t *out, char *err, size_t errlen) {
     lua_State *L = zf_sandbox_lua(s->sb);
     int top = lua_gettop(L);
     call_t c = {s, rec, out, 0};
-    push_handler(s, L);
-    lua_pushcfunction(L, transform);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->handler_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->body_ref);
     lua_pushlightuserdata(L, &c);
     zf_err_t rc = ZF_OK;
     int status = zf_sandbox_pcall(s->sb, 1, 0, top + 1);

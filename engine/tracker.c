@@ -44,26 +44,44 @@ zf_entry_t *zf_partition_push(zf_partition_t *p, int64_t offset) {
     else
         p->head = e;
     p->tail = e;
+    if (!p->queued)
+        p->queued = e;
     p->nentries++;
     return e;
 }
 
+/* Kept up to date instead of searched from the head: the head is followed
+ * by up to a whole batch of sent entries, and the engine asks every time it
+ * dispatches. */
 zf_entry_t *zf_partition_next_queued(const zf_partition_t *p) {
-    for (zf_entry_t *e = p->head; e; e = e->next)
-        if (e->state == ZF_ENTRY_QUEUED)
-            return e;
-    return NULL;
+    return p->queued;
+}
+
+/* e leaves the QUEUED state: when it was the oldest queued entry, the next
+ * queued one after it is (none before it is queued). */
+static void leave_queued(zf_entry_t *e) {
+    zf_partition_t *p = e->part;
+    if (p->queued != e)
+        return;
+    zf_entry_t *x = e->next;
+    while (x && x->state != ZF_ENTRY_QUEUED)
+        x = x->next;
+    p->queued = x;
 }
 
 void zf_entry_sent(zf_entry_t *e) {
     e->state = ZF_ENTRY_SENT;
     e->part->nsent++;
+    leave_queued(e);
 }
 
 void zf_entry_failed(zf_entry_t *e) {
+    zf_partition_t *p = e->part;
     if (e->state == ZF_ENTRY_SENT)
-        e->part->nsent--;
+        p->nsent--;
     e->state = ZF_ENTRY_QUEUED;
+    if (!p->queued || e->offset < p->queued->offset)
+        p->queued = e;
 }
 
 void zf_entry_applied(zf_entry_t *e) {
@@ -72,6 +90,7 @@ void zf_entry_applied(zf_entry_t *e) {
     if (e->state == ZF_ENTRY_DEAD)
         e->part->ndead--;
     e->state = ZF_ENTRY_APPLIED;
+    leave_queued(e);
 }
 
 void zf_entry_dead(zf_entry_t *e) {
@@ -80,6 +99,7 @@ void zf_entry_dead(zf_entry_t *e) {
     if (e->state != ZF_ENTRY_DEAD)
         e->part->ndead++;
     e->state = ZF_ENTRY_DEAD;
+    leave_queued(e);
 }
 
 /* Copy len bytes to *at (NULL stays NULL) and advance it. */
@@ -144,6 +164,7 @@ int zf_partition_release(zf_partition_t *p) {
 void zf_partition_drop_queued(zf_partition_t *p) {
     zf_entry_t **pp = &p->head;
     p->tail = NULL;
+    p->queued = NULL;
     while (*pp) {
         zf_entry_t *e = *pp;
         if (e->state == ZF_ENTRY_QUEUED) {

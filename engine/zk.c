@@ -1103,10 +1103,15 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
     free(r->zops);
     free(r->results);
     free(r->names);
+    /* The client writes each created node's name into a buffer; only
+     * creates need one (512 bytes each: most batches are all sets). */
+    size_t ncreates = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        ncreates += r->plan.v[i].type == ZF_OP_CREATE;
     r->zops = calloc(total, sizeof *r->zops);
     r->results = calloc(total, sizeof *r->results);
-    r->names = calloc(total, sizeof *r->names);
-    if (!r->zops || !r->results || !r->names)
+    r->names = ncreates ? malloc(ncreates * sizeof *r->names) : NULL;
+    if (!r->zops || !r->results || (ncreates && !r->names))
         abort();
     for (size_t i = 0; i < n; i++) {
         const plan_op_t *p = &r->plan.v[i];
@@ -1122,7 +1127,8 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
                                src->type == ZF_OP_CREATE
                                    ? create_flags(src->mode)
                                    : ZOO_PERSISTENT,
-                               r->names[i], sizeof r->names[i]);
+                               r->names[k], sizeof r->names[k]);
+            k++;
             break;
         case ZF_OP_SET:
             zoo_set_op_init(&r->zops[i], p->path, data, len, src->version,
@@ -1358,6 +1364,24 @@ static void step_done(zf_zk_t *zk, req_t *r, int rc) {
         readback_done(zk, r, rc);
         return;
     }
+}
+
+size_t zf_zk_coalesce(zf_zk_item_t *items, size_t n) {
+    static const zf_oplist_t none = {0};
+    const zf_oplist_t **lists = malloc(n * sizeof *lists);
+    unsigned char *drop = malloc(n);
+    size_t dropped = 0;
+    if (lists && drop) { /* else: not coalescing is always correct */
+        for (size_t i = 0; i < n; i++)
+            lists[i] = items[i].ops;
+        dropped = zf_oplist_coalesce(lists, n, drop);
+        for (size_t i = 0; i < n; i++)
+            if (drop[i])
+                items[i].ops = &none;
+    }
+    free(lists);
+    free(drop);
+    return dropped;
 }
 
 int zf_zk_batchable(const zf_oplist_t *ops) {

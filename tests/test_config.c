@@ -205,6 +205,7 @@ static void test_script_keys(void **state) {
         "keys.ini", GOOD_KAFKA GOOD_ZK "[engine]\nbatch_max_ops = 50\n"
                     "[script s]\nfile = s.lua\ntopics = t\n"
                     "ops = set, delete\ntimeout_ms = 0\nmemory_mb = 8\n"
+                    "coalesce = true\n"
                     "param.root = /flags\nparam.x-y = 1 2\n");
     zf_config_t *cfg;
     assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
@@ -215,6 +216,7 @@ static void test_script_keys(void **state) {
     assert_int_equal(sc->ops, ZF_OP_BIT(ZF_OP_SET) | ZF_OP_BIT(ZF_OP_DELETE));
     assert_int_equal(sc->timeout_ms, 0);
     assert_int_equal(sc->memory_mb, 8);
+    assert_int_equal(sc->coalesce, 1);
     assert_int_equal(sc->nparams, 2);
     assert_string_equal(sc->params[0].key, "root");
     assert_string_equal(sc->params[0].value, "/flags");
@@ -227,6 +229,7 @@ static void test_script_keys(void **state) {
     assert_int_equal(cfg->scripts[0].ops, ZF_OP_ALL);
     assert_int_equal(cfg->scripts[0].timeout_ms, 100);
     assert_int_equal(cfg->scripts[0].memory_mb, 64);
+    assert_int_equal(cfg->scripts[0].coalesce, 0);
     assert_int_equal(cfg->scripts[0].nparams, 0);
     zf_config_destroy(cfg);
 
@@ -268,6 +271,8 @@ static void test_script_keys(void **state) {
                  "param.a b: a parameter name is letters");
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "param.a = 1\nparam.a = 2\n",
                  10, "param.a is set twice (first on line 9)");
+    expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "coalesce = yes\n", 9,
+                 "coalesce: 'yes' is not true or false");
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "timeout_ms = -1\n", 9,
                  "timeout_ms: -1 is out of range");
     expect_error(GOOD_KAFKA GOOD_ZK "[engine]\nbatch_max_bytes = 2000000\n"

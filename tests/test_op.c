@@ -185,6 +185,72 @@ static void test_oplist(void **state) {
     assert_null(l.ops);
 }
 
+/* A record of one op (no version) in list l. */
+static void one_op(zf_oplist_t *l, zf_op_type_t type, const char *path) {
+    zf_op_t *op = zf_oplist_push(l);
+    assert_non_null(op);
+    op->type = type;
+    op->path = strdup(path);
+}
+
+static void test_coalesce(void **state) {
+    (void)state;
+    enum { N = 11 };
+    zf_oplist_t l[N] = {{0}};
+    one_op(&l[0], ZF_OP_UPSERT, "/d/a");  /* replaced by 2 */
+    one_op(&l[1], ZF_OP_UPSERT, "/d/b");  /* replaced by 3 */
+    one_op(&l[2], ZF_OP_UPSERT, "/d/a");  /* not: 4 is below /d/a */
+    one_op(&l[3], ZF_OP_UPSERT, "/d/b");  /* not: 5 is a set, not an upsert */
+    one_op(&l[4], ZF_OP_UPSERT, "/d/a/x");
+    one_op(&l[5], ZF_OP_SET, "/d/b");     /* not: 6 is above /d/b */
+    one_op(&l[6], ZF_OP_CHECK, "/d");
+    one_op(&l[7], ZF_OP_SET, "/e/b");     /* replaced by 8 */
+    one_op(&l[8], ZF_OP_SET, "/e/b");     /* not: 9 has two ops */
+    one_op(&l[9], ZF_OP_SET, "/e/b");
+    one_op(&l[9], ZF_OP_SET, "/e/c");
+    one_op(&l[10], ZF_OP_UPSERT, "/e/c"); /* the last: never */
+    const zf_oplist_t *lists[N];
+    for (int i = 0; i < N; i++)
+        lists[i] = &l[i];
+    unsigned char drop[N];
+    memset(drop, 7, sizeof drop);
+    assert_int_equal(zf_oplist_coalesce(lists, N, drop), 3);
+    static const unsigned char want[N] = {1, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+    assert_memory_equal(drop, want, N);
+
+    /* A version makes a set unsuitable, as the earlier or the later one. */
+    l[8].ops[0].version = 3;
+    assert_int_equal(zf_oplist_coalesce(lists, N, drop), 2);
+    assert_int_equal(drop[7], 0);
+    l[8].ops[0].version = ZF_VERSION_ANY;
+    l[7].ops[0].version = 0;
+    assert_int_equal(zf_oplist_coalesce(lists, N, drop), 2);
+    assert_int_equal(drop[7], 0);
+
+    /* "/" is above every path. */
+    zf_oplist_t root = {0}, first = {0}, last = {0};
+    one_op(&first, ZF_OP_UPSERT, "/x");
+    one_op(&root, ZF_OP_CHECK, "/");
+    one_op(&last, ZF_OP_UPSERT, "/x");
+    const zf_oplist_t *three[] = {&first, &root, &last};
+    assert_int_equal(zf_oplist_coalesce(three, 3, drop), 0);
+    three[1] = &l[1]; /* /d/b: unrelated to /x */
+    assert_int_equal(zf_oplist_coalesce(three, 3, drop), 1);
+    assert_int_equal(drop[0], 1);
+    /* A path that merely starts like another is unrelated. */
+    zf_oplist_t xy = {0};
+    one_op(&xy, ZF_OP_UPSERT, "/xy");
+    three[1] = &xy;
+    assert_int_equal(zf_oplist_coalesce(three, 3, drop), 1);
+
+    for (int i = 0; i < N; i++)
+        zf_oplist_free(&l[i]);
+    zf_oplist_free(&root);
+    zf_oplist_free(&first);
+    zf_oplist_free(&last);
+    zf_oplist_free(&xy);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
@@ -193,6 +259,7 @@ int main(void) {
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_oplist),
+        cmocka_unit_test(test_coalesce),
     };
     return cmocka_run_group_tests_name("op", tests, NULL, NULL);
 }

@@ -45,6 +45,8 @@ typedef struct zf_script_conf {
     char *dlq_topic; /* on_error = dlq: the dead-letter topic, else NULL */
     int on_error_line; /* lines of those keys, 0 when not written */
     int dlq_topic_line;
+    int coalesce;   /* 1: drop a lone set/upsert that a later one of the same
+                       path in the batch replaces (zf_oplist_coalesce) */
     zf_kv_t *params; /* param.NAME = value keys, NAME without "param." */
     size_t nparams;
     char *sig;      /* every key = value of the section: equal signatures,

@@ -91,6 +91,19 @@ zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
 zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                             unsigned allowed, char *err, size_t errlen);
 
+/* Coalescing (a script's `coalesce = true`). lists[0..n) are the op lists
+ * of consecutive records of one batch, in order. Sets drop[i] to 1 when
+ * record i can be left out: its ops are exactly one set or upsert without a
+ * version, a later record j (at most ZF_COALESCE_WINDOW records on) is
+ * exactly one op of the same type on the same path without a version, and
+ * no record between them has an op on that path, above it or below it.
+ * Every other drop[i] is 0. Leaving those records out gives every znode the
+ * data it would have had (fewer versions on the way). Returns how many are
+ * dropped. Never fails. */
+#define ZF_COALESCE_WINDOW 256
+size_t zf_oplist_coalesce(const zf_oplist_t **lists, size_t n,
+                          unsigned char *drop);
+
 /* Append a zeroed op (version ZF_VERSION_ANY) and return it; NULL when out
  * of memory. */
 zf_op_t *zf_oplist_push(zf_oplist_t *l);

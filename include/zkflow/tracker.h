@@ -39,6 +39,8 @@ typedef struct zf_partition {
     void *script;          /* the engine's script for this topic (borrowed) */
     zf_entry_t *head;      /* oldest unreleased record */
     zf_entry_t *tail;
+    zf_entry_t *queued;    /* the oldest QUEUED entry, or NULL (kept by the
+                              functions below) */
     size_t nentries;
     size_t nsent;          /* entries in state SENT */
     size_t ndead;          /* entries in state DEAD */
@@ -48,6 +50,7 @@ typedef struct zf_partition {
     int64_t end;           /* --exit-on-eof: end offset when assigned; -1 */
     int64_t position;      /* consumed up to here (next offset); -1 unknown */
     int paused;
+    int coalesce;          /* its script coalesces batches (zf_zk_coalesce) */
     int blocked;           /* a record failed here: send nothing after it */
     zf_zk_fence_t fence;   /* exactly-once: its position znode (path owned;
                               NULL with at-least-once) */

@@ -38,7 +38,7 @@ typedef void zf_zk_done_fn(void *ctx, zf_err_t rc, const char *why);
 /* One record of a batch: its ops (borrowed: valid and unchanged until its
  * `done` call) and the context handed back to `done`. */
 typedef struct zf_zk_item {
-    const zf_oplist_t *ops; /* validated, at least one op */
+    const zf_oplist_t *ops; /* validated; empty only when coalesced away */
     void *ctx;
     int64_t next_offset;    /* its offset + 1: the position once applied */
 } zf_zk_item_t;
@@ -90,6 +90,14 @@ int zf_zk_next_timeout_ms(const zf_zk_t *zk);
  * ttl or container create (which the 3.8 C client cannot put in a multi)
  * or a recursive delete (whose subtree is listed first) must go alone. */
 int zf_zk_batchable(const zf_oplist_t *ops);
+
+/* Coalesce a batch before zf_zk_apply (a script with coalesce = true):
+ * every item that zf_oplist_coalesce leaves out gets an empty op list
+ * (static, never freed), so nothing of it is sent and zf_zk_apply reports
+ * it with the rest of the batch, in order, like any other item. The items'
+ * ops are only read. Returns how many were left out; never fails (when out
+ * of memory, none). */
+size_t zf_zk_coalesce(zf_zk_item_t *items, size_t n);
 
 /* Start applying a batch of records in order, as one ZooKeeper multi: their
  * effects are all applied together, or (when one record is refused) the
