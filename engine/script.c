@@ -1,6 +1,5 @@
 #include "zkflow/script.h"
 
-#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -10,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zkflow/file.h"
 #include "zkflow/sandbox.h"
 
 struct zf_script {
@@ -77,42 +77,6 @@ static void push_handler(zf_script_t *s, lua_State *L) {
 
 static int make_closures(lua_State *L);
 
-static char *read_file(const char *path, size_t *len, char *err,
-                       size_t errlen) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 8192;
-            char *b = realloc(buf, cap);
-            if (!b) {
-                snprintf(err, errlen, "%s: out of memory", path);
-                free(buf);
-                fclose(fp);
-                return NULL;
-            }
-            buf = b;
-        }
-        size_t r = fread(buf + n, 1, cap - n, fp);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (ferror(fp)) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        free(buf);
-        buf = NULL;
-    }
-    fclose(fp);
-    *len = n;
-    return buf;
-}
-
 /* Set the global `params` from opts. Runs protected. [-0, +0] */
 static int set_params(lua_State *L) {
     const zf_script_opts_t *o = lua_touserdata(L, 1);
@@ -129,7 +93,7 @@ zf_script_t *zf_script_new(const char *name, const char *file,
                            const zf_script_opts_t *opts, char *err,
                            size_t errlen) {
     size_t len;
-    char *src = read_file(file, &len, err, errlen);
+    char *src = zf_read_file(file, &len, err, errlen);
     if (!src)
         return NULL;
     zf_script_t *s = zf_script_new_text(name, file, src, len, opts, err,
