@@ -10,7 +10,7 @@ import json
 import sys
 
 CEILINGS = ("ceiling_100x6_before", "ceiling_100x6_after", "ceiling_100x50", "ceiling_1x1000")
-PROGRAMS = ("zkflow", "zkflow_baseline", "peer", "kcat")
+PROGRAMS = ("zkflow", "zkflow_at_least_once", "zkflow_baseline", "peer", "kcat")
 
 # The goals of issue 5: (value's path, comparison, target, label, format).
 GOALS = {
@@ -69,6 +69,7 @@ def derive(data):
             m["cpu_us_per_record"] = round((m["user_s"] + m["sys_s"]) * 1e6 / m["records"], 2)
     # One op per record: the average size of what zkflow and the peer sent.
     for name, count, per in (("zkflow", "multis", "ops_per_multi"),
+                             ("zkflow_at_least_once", "multis", "ops_per_multi"),
                              ("zkflow_baseline", "multis", "ops_per_multi"),
                              ("peer", "transactions", "ops_per_transaction")):
         m = measured(data, name)
@@ -93,6 +94,8 @@ def derive(data):
                                             data["ceiling_100x6_ops_per_s"], 3),
         "zkflow_baseline_vs_peer": ratio(rate("zkflow_baseline", "records_per_s"),
                                          rate("peer", "records_per_s"), 1),
+        "exactly_once_vs_at_least_once": ratio(
+            zkflow, rate("zkflow_at_least_once", "records_per_s"), 3),
         "ceiling_100x6_vs_100x50": ratio(data["ceiling_100x6_ops_per_s"],
                                          rate("ceiling_100x50", "ops_per_s"), 3),
     }
@@ -141,7 +144,10 @@ def markdown(d):
     row("ceiling: single ops, 1,000 in flight", "ceiling_1x1000", "ops", "ops_per_s")
     row("zkflow baseline (ZKFLOW_BASELINE), the same way, just before",
         "zkflow_baseline", "records", "records_per_s")
-    row("**zkflow** end to end, start to exit", "zkflow", "records", "records_per_s")
+    row("**zkflow** end to end, start to exit (delivery = exactly_once, the default)",
+        "zkflow", "records", "records_per_s")
+    row("zkflow with delivery = at_least_once, just after", "zkflow_at_least_once",
+        "records", "records_per_s")
     peer = "peer: Quix Streams + kazoo, transactions of 100"
     if (d.get("peer") or {}).get("slice"):
         peer += " (a slice: the first records)"
@@ -159,6 +165,9 @@ def markdown(d):
                             ("zkflow_baseline_vs_peer", "baseline / peer", "{:g}×")):
         if (v := d["ratios"].get(key)) is not None:
             out.append(f"| {label} | {fmt.format(v)} | (information) | |")
+    r = d["ratios"].get("exactly_once_vs_at_least_once")
+    if r is not None:
+        out.append(f"| zkflow exactly_once / at_least_once (issue 6) | {r:.1%} | (information) | |")
     r = d["ratios"]["ceiling_100x6_vs_100x50"]
     if r is not None:
         out.append(f"| ceiling 100 × 6 / ceiling 100 × 50 | {r:.1%} | (information) | |")
@@ -169,7 +178,7 @@ def markdown(d):
             out.append(f"| {label} | {v:g} | (information) | |")
 
     out.append("")
-    for name in ("zkflow_baseline", "zkflow", "peer"):
+    for name in ("zkflow_baseline", "zkflow", "zkflow_at_least_once", "peer"):
         m = d.get(name) or {}
         failed = (m.get("sanity") or {}).get("error")
         if failed or "znodes" in m:

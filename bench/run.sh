@@ -14,7 +14,7 @@
 #                      rates are records/s either way)
 #   ENGINE_OPTS        lines added to zkflow's [engine] section, e.g.
 #                      $'batch_max_ops = 200\n'
-#   SKIP               space-separated steps to leave out: kcat ceiling zkflow peer
+#   SKIP               space-separated steps to leave out: kcat ceiling zkflow at_least_once peer
 #   ZKFLOW_BASELINE    another zkflow binary (e.g. a build of an older commit),
 #                      run the same way right before build/zkflow and
 #                      reported as zkflow_baseline: before/after in one run
@@ -208,8 +208,8 @@ ceiling() {   # key ops batch depth
     put "$1.seconds" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")"
 }
 
-step_zkflow() {   # [key binary]
-    local key=${1:-zkflow} bin=${2:-build/zkflow}
+step_zkflow() {   # [key binary [engine-line]]
+    local key=${1:-zkflow} bin=${2:-build/zkflow} extra=${3:-}
     local group=zkflow-bench-$(date +%s%N) rc=0
     cat >"$WORK/zkflow.ini" <<INI
 [kafka]
@@ -221,6 +221,7 @@ connect = $ZK
 
 [engine]
 $ENGINE_OPTS
+$extra
 
 [script devices]
 file = $PWD/bench/devices.lua
@@ -326,6 +327,9 @@ if [ -n "${ZKFLOW_BASELINE:-}" ] && ! skipped zkflow; then
     step_zkflow zkflow_baseline "$ZKFLOW_BASELINE"
 fi
 skipped zkflow || step_zkflow
+# Issue 6: the cost of exactly_once (the default) against at_least_once.
+skipped zkflow || skipped at_least_once ||
+    step_zkflow zkflow_at_least_once build/zkflow "delivery = at_least_once"
 if ! skipped ceiling; then
     ceiling ceiling_100x6_after "$N" "$BATCH" "$DEPTH"
     ceiling ceiling_100x50 "$CEILING_EXTRA_N" 100 50
