@@ -118,6 +118,24 @@ expected 4 result(s), got 3
     check "a bad --param" 2 "--param nameonly: expected NAME=VALUE" $rc "$out"
     out=$("$ZKFLOW" --help 2>&1); rc=$?
     check "--help describes --dry-run" 0 "--dry-run          (run) consume and print" $rc "$out"
+
+    # zkflow check: the configuration, every script, and their fixtures
+    # (NAME.records.jsonl / NAME.expected.jsonl beside NAME.lua). No
+    # connection is made for scripts kept in files.
+    printf '[kafka]\nbootstrap.servers = 127.0.0.1:1\ngroup.id = g\n[zookeeper]\nconnect = 127.0.0.1:1\n[script t]\nfile = t.lua\ntopics = t\n' >"$tmp/c.ini"
+    out=$("$ZKFLOW" check -c "$tmp/c.ini" 2>&1); rc=$?
+    check "check: no fixtures" 0 "$tmp/c.ini: ok (1 script(s))" $rc "$out"
+    cp "$tmp/r.jsonl" "$tmp/t.records.jsonl"
+    cp "$tmp/e.jsonl" "$tmp/t.expected.jsonl"
+    out=$("$ZKFLOW" check -c "$tmp/c.ini" 2>&1); rc=$?
+    check "check: fixtures pass" 0 "$tmp/c.ini: ok (1 script(s))" $rc "$out"
+    cp "$tmp/e2.jsonl" "$tmp/t.expected.jsonl"
+    out=$("$ZKFLOW" check -c "$tmp/c.ini" 2>&1); rc=$?
+    check "check: a fixture fails" 2 "$tmp/c.ini:7: [script t]: version" $rc "$out"
+    check "check: ... naming the expected line" 2 "fails its fixtures: $tmp/t.expected.jsonl:2: expected" $rc "$out"
+    rm "$tmp/t.records.jsonl"
+    out=$("$ZKFLOW" check -c "$tmp/c.ini" 2>&1); rc=$?
+    check "check: expected results without records" 2 "expected results without records" $rc "$out"
     echo "zkflow test: $cli_passed checks passed, $cli_failed failed"
 fi
 
