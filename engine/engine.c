@@ -97,6 +97,8 @@ static void store_progress(engine_t *e, zf_partition_t *p) {
         p->stored = p->committable;
     if (p->paused && !p->blocked &&
         p->nentries <= (size_t)e->cfg->max_queued_records / 2) {
+        zf_debug(LOG, "%s [%d]: %zu records waiting: resuming", p->topic,
+                 (int)p->partition, p->nentries);
         zf_source_pause(e->src, p->topic, p->partition, 0);
         p->paused = 0;
     }
@@ -431,6 +433,8 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
                       "skipped");
     }
     if (!p->paused && p->nentries >= (size_t)e->cfg->max_queued_records) {
+        zf_debug(LOG, "%s [%d]: %zu records waiting: pausing", p->topic,
+                 (int)p->partition, p->nentries);
         zf_source_pause(e->src, p->topic, p->partition, 1);
         p->paused = 1;
     }

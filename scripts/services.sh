@@ -261,7 +261,9 @@ zk_launch() {   # [dir config clientport server-lines pidfile outfile]
     # add Debian's slf4j->log4j 1.2 binding so it logs to a file.
     local cp=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar
     [ -f /usr/share/java/zookeeper.jar ] || die "zookeeper jars missing (Debian package 'zookeeper')"
-    spawn "$pidfile" "$out" "$JAVA" -Xms64m -Xmx256m -XX:+UseSerialGC \
+    # 1 GB: the server keeps its last 500 transactions in memory
+    # (zookeeper.commitLogCount), and batches of large values add up.
+    spawn "$pidfile" "$out" "$JAVA" -Xms64m -Xmx1g -XX:+UseSerialGC \
         -Djava.awt.headless=true \
         -Dzookeeper.extendedTypesEnabled=true \
         -Dzookeeper.log.dir="$dir/logs" \

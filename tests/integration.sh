@@ -969,6 +969,47 @@ LUA
         fail "no final progress line: $(tr '\r' '\n' <"$WORK/tty" | grep records | tail -2)"
 }
 
+# Backpressure with a slow ZooKeeper: ZooKeeper is frozen (SIGSTOP, shorter
+# than the session) while 2 KB records stream in. Each partition stops being
+# fetched once max_queued_records wait, so zkflow's memory stays bounded
+# (well below what queueing the whole topic would take), and it resumes when
+# ZooKeeper thaws; every record lands.
+test_backpressure_with_a_frozen_zookeeper() {
+    local t=$RUN-bp root=/$RUN/bp n=30000 keys=300
+    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid zk_pid pid rss peak=0
+    topic "$t" 2
+    awk -v n=$n -v k=$keys 'BEGIN { pad = sprintf("%2000s", ""); gsub(/ /, "x", pad)
+        for (i = 0; i < n; i++) printf "k%d\t%d %s\n", i % k, i, pad }' | produce "$t"
+    cat >"$WORK/bp.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg
+    cfg=$(KAFKA_EXTRA=$'queued.max.messages.kbytes = 2048\n' config bp "$RUN-bp" \
+        "session_timeout_ms = 30000" "[engine]" "max_queued_records = 500" \
+        "[script b]" "file = bp.lua" "topics = $t" "root = $root")
+    "$ZKFLOW" run -v -c "$cfg" --exit-on-eof 2>"$WORK/log" &
+    pid=$!
+    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    wait_for_nodes "$root" 10
+    zk_pid=$(cat "$pidfile")
+    kill -STOP "$zk_pid"
+    for _ in $(seq 30); do
+        rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' /proc/$pid/status 2>/dev/null)
+        [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.2
+    done
+    kill -CONT "$zk_pid"
+    wait $pid; expect_exit 0 $? || return 1
+    # The whole topic is 60 MB of values, which the queued records' ops
+    # would hold; paused partitions keep about 2 x 500 of them.
+    [ "$peak" -gt 0 ] && [ "$peak" -lt 30 ] || fail "peak RSS while ZooKeeper was frozen: $peak MB" || return 1
+    echo "    peak RSS while ZooKeeper was frozen: $peak MB"
+    expect_log "records waiting: pausing" || return 1
+    expect_log "records waiting: resuming" || return 1
+    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n" || return 1
+    [ "$(tree "$root" | tail -n +2 | wc -l)" = $keys ] || fail "not every key landed"
+}
+
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
 # are sent again, and the tree ends up complete and in order.
 test_zookeeper_restart_midstream() {
