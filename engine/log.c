@@ -162,3 +162,10 @@ void zf_log(zf_log_level_t level, const char *component, const char *fmt, ...) {
     zf_logv(level, component, fmt, ap);
     va_end(ap);
 }
+
+zf_log_level_t zf_log_level_of_syslog(int level) {
+    return level <= 3   ? ZF_LOG_ERROR
+           : level == 4 ? ZF_LOG_WARN
+           : level <= 6 ? ZF_LOG_INFO
+                        : ZF_LOG_DEBUG;
+}

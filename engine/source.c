@@ -41,10 +41,7 @@ static const char *const managed_keys[] = {
 static void on_log(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
     (void)rk;
-    zf_log_level_t l = level <= 3   ? ZF_LOG_ERROR
-                       : level == 4 ? ZF_LOG_WARN
-                       : level <= 6 ? ZF_LOG_INFO
-                                    : ZF_LOG_DEBUG;
+    zf_log_level_t l = zf_log_level_of_syslog(level);
     zf_log(l, "kafka", "%s: %s", fac, buf);
 }
 

@@ -24,6 +24,10 @@ typedef enum zf_log_format {
     ZF_LOG_JSON,
 } zf_log_format_t;
 
+/* The level of a syslog(3) level (0 emergency .. 7 debug), as librdkafka
+ * gives them to its log callback. Never fails. */
+zf_log_level_t zf_log_level_of_syslog(int level);
+
 /* Lines above this level are dropped. Default ZF_LOG_INFO. */
 void zf_log_set_level(zf_log_level_t level);
 zf_log_level_t zf_log_get_level(void);
