@@ -850,14 +850,20 @@ LUA
         config eo "$group" "[engine]" "batch_max_ops = 5" \
         "[script eo]" "file = eo.lua" "topics = $t" "root = $root")
     : >"$WORK/log"
+    local assigned before
+    assigned() { grep -cE 'engine: .* \[[0-9]+\]: (starting at offset|no position)' "$WORK/log"; }
     for k in 1 2 3; do
+        before=$(assigned)
         "$ZKFLOW" run -c "$cfg" 2>>"$WORK/log" & # killed below, not timeout(1)
         pid=$!
-        for _ in $(seq 300); do
-            [ "$(tree "$root" | wc -l)" -gt $((k * 600)) ] && break
+        # Killed only once this run has partitions and has applied some.
+        for _ in $(seq 300); do [ "$(assigned)" -gt "$before" ] && break; sleep 0.1; done
+        before=$(tree "$root" | wc -l)
+        for _ in $(seq 50); do
+            [ "$(tree "$root" | wc -l)" -gt $((before + 100)) ] && break
             sleep 0.1
         done
-        sleep 0.$((RANDOM % 10))
+        sleep 0.$((RANDOM % 5))
         kill -9 $pid
         wait $pid 2>/dev/null
     done
