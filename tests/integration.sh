@@ -1016,6 +1016,44 @@ LUA
     [ "$(tree "$root" | tail -n +2 | wc -l)" = $keys ] || fail "not every key landed"
 }
 
+# ZooKeeper away for longer than max.poll.interval.ms (here 7 s; frozen
+# for 12 s, within its session): zkflow keeps polling Kafka while its writes
+# wait, so the consumer stays in the group (no revoke, no "maximum poll
+# interval exceeded"), and every record lands once ZooKeeper is back.
+test_zookeeper_away_longer_than_max_poll_interval() {
+    local t=$RUN-mpi root=/$RUN/mpi n=3000
+    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid zk_pid pid
+    topic "$t" 2
+    keyed "$t" $n 100
+    cat >"$WORK/mpi.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    local cfg
+    cfg=$(KAFKA_EXTRA=$'session.timeout.ms = 6000\nheartbeat.interval.ms = 1000\nmax.poll.interval.ms = 7000\n' \
+        config mpi "$RUN-mpi" "session_timeout_ms = 30000" "[engine]" "batch_max_ops = 2" \
+        "[script m]" "file = mpi.lua" "topics = $t" "root = $root")
+    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
+    pid=$!
+    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    wait_for_nodes "$root" 10
+    zk_pid=$(cat "$pidfile")
+    kill -STOP "$zk_pid"
+    sleep 12
+    kill -CONT "$zk_pid"
+    for _ in $(seq 300); do
+        [ "$(tree "$root" | tail -n +2 | wc -l)" = 100 ] && break
+        sleep 0.1
+    done
+    # (Leaving at the SIGTERM below revokes too: look before it.)
+    head -n "$(wc -l <"$WORK/log")" "$WORK/log" >"$WORK/before-term"
+    kill -TERM $pid
+    wait $pid; expect_exit 0 $? || return 1
+    ! grep -qiE "maximum poll interval|revoked|lost [0-9]+ partition" "$WORK/before-term" ||
+        fail "left the group: $(grep -iE 'maximum poll interval|revoked|lost [0-9]+ partition' "$WORK/before-term" | head -2)" || return 1
+    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
+    expect_last_per_key "$root" $n 100
+}
+
 # ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
 # are sent again, and the tree ends up complete and in order.
 test_zookeeper_restart_midstream() {
