@@ -1566,22 +1566,9 @@ zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
     }
     if (rc == ZNONODE) {
         /* The first batch creates it; its parents are made now. */
-        char *p = strdup(fence->path);
-        if (!p) {
-            snprintf(err, errlen, "out of memory");
-            return ZF_ENOMEM;
-        }
-        rc = ZOK;
-        for (char *s = strchr(p + 1, '/'); s && rc == ZOK && create_parents;
-             s = strchr(s + 1, '/')) {
-            *s = '\0';
-            rc = zoo_create(zk->zh, p, NULL, -1, zk->acl, 0,
-                            NULL, 0);
-            if (rc == ZNODEEXISTS)
-                rc = ZOK;
-            *s = '/';
-        }
-        free(p);
+        rc = create_parents ? zf_zkauth_create_parents(zk->zh, zk->acl,
+                                                       fence->path)
+                            : ZOK;
         fence->version = -1;
         *next_offset = -1;
         if (rc == ZOK)

@@ -1,6 +1,10 @@
+#ifndef THREADED
+#define THREADED /* the synchronous calls of the multi-threaded client */
+#endif
 #include "zkflow/zkauth.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void on_auth(int rc, const void *data) {
@@ -43,4 +47,21 @@ struct ACL_vector *zf_zkauth_acl(const char *name) {
         return &read_only_world;
     }
     return &ZOO_OPEN_ACL_UNSAFE;
+}
+
+int zf_zkauth_create_parents(zhandle_t *zh, struct ACL_vector *acl,
+                             const char *path) {
+    char *p = strdup(path);
+    if (!p)
+        return ZSYSTEMERROR;
+    int rc = ZOK;
+    for (char *s = strchr(p + 1, '/'); s && rc == ZOK; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        rc = zoo_create(zh, p, NULL, -1, acl, 0, NULL, 0);
+        if (rc == ZNODEEXISTS)
+            rc = ZOK;
+        *s = '/';
+    }
+    free(p);
+    return rc;
 }

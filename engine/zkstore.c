@@ -314,24 +314,6 @@ void zf_zkstore_read(zf_zkstore_t *zs,
     paths_free(&fired);
 }
 
-/* Create the parents of `path` that are missing. Returns a ZooKeeper code. */
-static int make_parents(zhandle_t *zh, struct ACL_vector *acl,
-                        const char *path) {
-    char *p = strdup(path);
-    if (!p)
-        return ZSYSTEMERROR;
-    int rc = ZOK;
-    for (char *s = strchr(p + 1, '/'); s && rc == ZOK; s = strchr(s + 1, '/')) {
-        *s = '\0';
-        rc = zoo_create(zh, p, NULL, -1, acl, 0, NULL, 0);
-        if (rc == ZNODEEXISTS)
-            rc = ZOK;
-        *s = '/';
-    }
-    free(p);
-    return rc;
-}
-
 /* Add to ops what makes `path` hold `data` (NULL: not exist). Returns a
  * ZooKeeper code. */
 static int plan_node(zf_zkstore_t *zs, zoo_op_t *ops, int *n,
@@ -374,7 +356,7 @@ zf_err_t zf_zkstore_publish(zf_zkstore_t *zs, const char *path,
         zoo_op_t ops[3];
         zoo_op_result_t res[3];
         int n = 0;
-        if ((rc = make_parents(zs->zh, zs->acl, path)) != ZOK ||
+        if ((rc = zf_zkauth_create_parents(zs->zh, zs->acl, path)) != ZOK ||
             (rc = plan_node(zs, ops, &n, rpath, records, records_len)) !=
                 ZOK ||
             (rc = plan_node(zs, ops, &n, epath, expected, expected_len)) !=

@@ -14,6 +14,13 @@
  * (which never contains the credentials). */
 int zf_zkauth_add(zhandle_t *zh, const char *auth, char *err, size_t errlen);
 
+/* Create the missing parents of `path` (not path itself), empty, with
+ * `acl`, by synchronous calls on zh (never from a library callback).
+ * Returns ZOK (parents that exist already are fine) or a ZooKeeper code;
+ * ZSYSTEMERROR when out of memory. */
+int zf_zkauth_create_parents(zhandle_t *zh, struct ACL_vector *acl,
+                             const char *path);
+
 /* The ACL for znodes zkflow creates: "open" (anyone may do anything),
  * "creator_all" (only the authenticated identity), "read_only_world"
  * (the identity may do anything, anyone may read). Unknown names: open.
