@@ -15,6 +15,7 @@ ZKTREE=$PWD/build/zktree
 KAFKA=127.0.0.1:${KAFKA_PORT:-9092}
 ZK=127.0.0.1:${ZK_PORT:-2181}
 RUN=it$(date +%s)$$
+ZK_PIDFILE=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
 WORK=$(mktemp -d /tmp/zkflow-it.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -47,6 +48,16 @@ config() {
         printf '%s\n' "$@"
     } >"$WORK/$name.ini"
     echo "$WORK/$name.ini"
+}
+
+# zkflow_bg ARGS...: start zkflow in the background, stderr to $WORK/log,
+# its pid in $BG; killed after 120 s if still running. Unlike timeout(1),
+# which forwards only some signals, and once, signals sent to $BG reach
+# zkflow itself.
+zkflow_bg() {
+    "$ZKFLOW" "$@" 2>"$WORK/log" &
+    BG=$!
+    ( sleep 120; kill -9 $BG ) 2>/dev/null &
 }
 
 # zkflow ARGS...: run with a time limit; stderr saved to $WORK/log
@@ -296,10 +307,8 @@ LUA
     local b=("[script b]" "file = tag.lua" "topics = $tb" "param.tag = b1")
     local cfg pid
     cfg=$(config cfgreload "$RUN-cfg" "${a[@]}")
-    # Not under timeout(1), which forwards only the first SIGHUP.
-    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
-    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    zkflow_bg run -c "$cfg"
+    pid=$BG
     count() { tree "$root/$1" 2>/dev/null | grep -c "	$2\$"; }
     wait_count() { # DIR TAG N: wait until N nodes of DIR hold TAG
         for _ in $(seq 150); do [ "$(count "$1" "$2")" -ge "$3" ] && return 0; sleep 0.1; done
@@ -676,9 +685,8 @@ test_on_error_changed_by_sighup() {
     topic "$t" 1
     topic "$dlq" 1
     cfg=$(poison_config hup "$RUN-hup" "$root" "$t" "on_error = skip")
-    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
-    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    zkflow_bg run -c "$cfg"
+    pid=$BG
     printf 'p1\traise\ng1\tok1\n' | produce "$t"
     wait_for_nodes "$root" 1
     poison_config hup "$RUN-hup" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq" >/dev/null
@@ -982,7 +990,7 @@ LUA
 # ZooKeeper thaws; every record lands.
 test_backpressure_with_a_frozen_zookeeper() {
     local t=$RUN-bp root=/$RUN/bp n=30000 keys=300
-    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid zk_pid pid rss peak=0
+    local zk_pid pid rss peak=0
     topic "$t" 2
     awk -v n=$n -v k=$keys 'BEGIN { pad = sprintf("%2000s", ""); gsub(/ /, "x", pad)
         for (i = 0; i < n; i++) printf "k%d\t%d %s\n", i % k, i, pad }' | produce "$t"
@@ -993,11 +1001,10 @@ LUA
     cfg=$(KAFKA_EXTRA=$'queued.max.messages.kbytes = 2048\n' config bp "$RUN-bp" \
         "session_timeout_ms = 30000" "[engine]" "max_queued_records = 500" \
         "[script b]" "file = bp.lua" "topics = $t" "root = $root")
-    "$ZKFLOW" run -v -c "$cfg" --exit-on-eof 2>"$WORK/log" &
-    pid=$!
-    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    zkflow_bg run -v -c "$cfg" --exit-on-eof
+    pid=$BG
     wait_for_nodes "$root" 10
-    zk_pid=$(cat "$pidfile")
+    zk_pid=$(cat "$ZK_PIDFILE")
     kill -STOP "$zk_pid"
     for _ in $(seq 30); do
         rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' /proc/$pid/status 2>/dev/null)
@@ -1022,7 +1029,7 @@ LUA
 # interval exceeded"), and every record lands once ZooKeeper is back.
 test_zookeeper_away_longer_than_max_poll_interval() {
     local t=$RUN-mpi root=/$RUN/mpi n=3000
-    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid zk_pid pid
+    local zk_pid pid
     topic "$t" 2
     keyed "$t" $n 100
     cat >"$WORK/mpi.lua" <<LUA
@@ -1032,11 +1039,10 @@ LUA
     cfg=$(KAFKA_EXTRA=$'session.timeout.ms = 6000\nheartbeat.interval.ms = 1000\nmax.poll.interval.ms = 7000\n' \
         config mpi "$RUN-mpi" "session_timeout_ms = 30000" "[engine]" "batch_max_ops = 2" \
         "[script m]" "file = mpi.lua" "topics = $t" "root = $root")
-    "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
-    ( sleep 120; kill -9 $pid ) 2>/dev/null &
+    zkflow_bg run -c "$cfg"
+    pid=$BG
     wait_for_nodes "$root" 10
-    zk_pid=$(cat "$pidfile")
+    zk_pid=$(cat "$ZK_PIDFILE")
     kill -STOP "$zk_pid"
     sleep 12
     kill -CONT "$zk_pid"
@@ -1058,7 +1064,6 @@ LUA
 # are sent again, and the tree ends up complete and in order.
 test_zookeeper_restart_midstream() {
     local t=$RUN-zkrestart root=/$RUN/zkrestart n=20000
-    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
     topic "$t" 4
     keyed "$t" $n 300
     cat >"$WORK/zkrestart.lua" <<LUA
@@ -1071,7 +1076,7 @@ LUA
     timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/log" &
     pid=$!
     wait_for_nodes "$root" 50
-    kill -KILL "$(cat "$pidfile")"
+    kill -KILL "$(cat "$ZK_PIDFILE")"
     sleep 1
     scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || return 1
     wait $pid; expect_exit 0 $? || return 1
@@ -1102,7 +1107,6 @@ readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/ready
 # back, and a second instance on the same address fails naming it.
 test_metrics_and_readiness() {
     local t=$RUN-metrics root=/$RUN/metrics n=3000
-    local pidfile=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
     METRICS=127.0.0.1:${METRICS_PORT:-9474}
     topic "$t" 3
     keyed "$t" $n 100
@@ -1151,7 +1155,7 @@ LUA
         fail "second instance: $(tail -1 "$WORK/log2")" || { kill $pid; return 1; }
 
     # ZooKeeper away: not ready (with the reason), still alive.
-    kill -KILL "$(cat "$pidfile")"
+    kill -KILL "$(cat "$ZK_PIDFILE")"
     wait_until 30 readyz_is 503 || fail "/readyz did not turn 503" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
     [ "$(curl -s "http://$METRICS/readyz")" = "ZooKeeper session not connected" ] ||
         fail "503 reason: $(curl -s "http://$METRICS/readyz")" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
