@@ -60,6 +60,12 @@ def measured(data, name):
 
 def derive(data):
     """Adds rates, CPU per record, ratios and goals to `data`."""
+    for name in CEILINGS + PROGRAMS:
+        m = measured(data, name)
+        n = m and (m.get("ops") or m.get("records"))
+        for server in ("zk_server", "kafka_broker"):
+            if n and isinstance(m.get(f"{server}_cpu_s"), (int, float)):
+                m[f"{server}_cpu_us_per_record"] = round(m[f"{server}_cpu_s"] * 1e6 / n, 2)
     for name in CEILINGS:
         if m := measured(data, name):
             m["ops_per_s"] = round(m["ops"] / m["seconds"])
@@ -120,8 +126,9 @@ def markdown(d):
         f"{ds['partitions']} partitions (topic `{ds['topic']}`). Every writer sets the data of "
         f"the same {ds['keys']:,} existing znodes, one `set` of ~60 bytes per record.",
         "",
-        "| what | records (ops) | seconds | records/s (ops/s) | CPU µs/record | peak RSS MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| what | records (ops) | seconds | records/s (ops/s) | CPU µs/record | peak RSS MB "
+        "| ZooKeeper server CPU µs/record (op) | Kafka broker CPU µs/record |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def row(label, name, count, rate):
@@ -129,13 +136,15 @@ def markdown(d):
         if not m:
             return
         if "error" in m:
-            out.append(f"| {label} | failed: {m['error']} | | | | |")
+            out.append(f"| {label} | failed: {m['error']} | | | | | | |")
             return
         cpu, rss = num(m.get("cpu_us_per_record"), 2), num(m.get("peak_rss_mb"), 1)
         if name in CEILINGS:
             cpu = rss = ""
         out.append(f"| {label} | {num(m.get(count))} | {num(m.get('seconds'), 2)} | "
-                   f"{num(m.get(rate))} | {cpu} | {rss} |")
+                   f"{num(m.get(rate))} | {cpu} | {rss} | "
+                   f"{num(m.get('zk_server_cpu_us_per_record'), 2)} | "
+                   f"{num(m.get('kafka_broker_cpu_us_per_record'), 2)} |")
 
     row("ceiling: multis of 100 ops, 6 in flight (like-for-like), before zkflow",
         "ceiling_100x6_before", "ops", "ops_per_s")

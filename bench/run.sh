@@ -79,14 +79,31 @@ fail() {   # key message
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
-# Runs a command under /usr/bin/time; puts KEY.seconds (wall, start to exit),
+STATE=${ZKFLOW_STATE_DIR:-.state}
+# CPU seconds (user + system) a service has used so far, from its pid file;
+# 0 when it is not running.
+proc_cpu_s() {   # pidfile
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || { echo 0; return; }
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' \
+        "/proc/$pid/stat" 2>/dev/null || echo 0
+}
+
+# Runs a command under /usr/bin/time, and counts the CPU the ZooKeeper server
+# and the Kafka broker used meanwhile (KEY.zk_server_cpu_s,
+# KEY.kafka_broker_cpu_s); puts KEY.seconds (wall, start to exit),
 # KEY.user_s, KEY.sys_s and KEY.peak_rss_mb. Returns the command's status.
 timed() {   # key cmd...
     local key=$1 t0 t1 rc=0 user sys rss
     shift
+    local zk0 kafka0
+    zk0=$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")
+    kafka0=$(proc_cpu_s "$STATE/kafka/kafka.pid")
     t0=$(now)
     /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" || rc=$?
     t1=$(now)
+    put "$key.zk_server_cpu_s" "$(elapsed "$zk0" "$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")")"
+    put "$key.kafka_broker_cpu_s" "$(elapsed "$kafka0" "$(proc_cpu_s "$STATE/kafka/kafka.pid")")"
     read -r user sys rss < <(tail -n 1 "$WORK/time")
     put "$key.seconds" "$(elapsed "$t0" "$t1")"
     put "$key.user_s" "$user"
@@ -196,12 +213,14 @@ step_kcat() {
 }
 
 ceiling() {   # key ops batch depth
-    local out
+    local out zk0
     say "ceiling: $2 set ops, multis of $3 ops, $4 in flight"
+    zk0=$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")
     if ! out=$("$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n "$2" -b "$3" -d "$4"); then
         fail "$1" "bench_ceiling failed"
         return
     fi
+    put "$1.zk_server_cpu_s" "$(elapsed "$zk0" "$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")")"
     put "$1.ops" "$2"
     put "$1.batch" "$3"
     put "$1.depth" "$4"
