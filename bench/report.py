@@ -96,6 +96,10 @@ def derive(data):
     data["ratios"] = {
         "zkflow_vs_ceiling": ratio(zkflow, data["ceiling_100x6_ops_per_s"], 3),
         "zkflow_vs_peer": ratio(zkflow, rate("peer", "records_per_s"), 1),
+        # What any writer limited by the ZooKeeper server could reach against
+        # the peer: zkflow/peer cannot exceed this.
+        "ceiling_vs_peer": ratio(data["ceiling_100x6_ops_per_s"],
+                                 rate("peer", "records_per_s"), 1),
         "zkflow_baseline_vs_ceiling": ratio(rate("zkflow_baseline", "records_per_s"),
                                             data["ceiling_100x6_ops_per_s"], 3),
         "zkflow_baseline_vs_peer": ratio(rate("zkflow_baseline", "records_per_s"),
@@ -177,6 +181,10 @@ def markdown(d):
     r = d["ratios"].get("exactly_once_vs_at_least_once")
     if r is not None:
         out.append(f"| zkflow exactly_once / at_least_once (issue 6) | {r:.1%} | (information) | |")
+    r = d["ratios"].get("ceiling_vs_peer")
+    if r is not None:
+        out.append(f"| ceiling 100 × 6 / peer: the most any ZooKeeper-bound writer can reach "
+                   f"| {r:g}× | (information) | |")
     r = d["ratios"]["ceiling_100x6_vs_100x50"]
     if r is not None:
         out.append(f"| ceiling 100 × 6 / ceiling 100 × 50 | {r:.1%} | (information) | |")
