@@ -49,7 +49,7 @@ zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
  * that zkflow manages enable.auto.offset.store and, with exit_on_eof,
  * enable.partition.eof). Defaults zkflow sets unless the file does:
  * auto.offset.reset=earliest, partition.assignment.strategy=
- * cooperative-sticky, queued.max.messages.kbytes=16384. Nothing is consumed and
+ * cooperative-sticky, queued.max.messages.kbytes=8192. Nothing is consumed and
  * the group is not joined before zf_source_subscribe.
  * Returns ZF_OK, ZF_ECONFIG with "FILE:LINE: message" in err for a key
  * librdkafka refuses, or ZF_EKAFKA. cfg must outlive the source. */
