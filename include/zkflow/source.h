@@ -30,7 +30,9 @@ typedef struct zf_source_handlers {
     void (*assigned)(void *ctx, zf_tp_t *tps, size_t n);
     /* Partitions are about to be taken away. Called before the consumer lets
      * them go, so their final offsets can still be stored and committed;
-     * `lost` means another member may already own them (do not commit). */
+     * `lost` means another member may already own them (do not commit).
+     * From then on zf_source_next hands out no record of them (until they
+     * are assigned again). */
     void (*revoked)(void *ctx, const zf_tp_t *tps, size_t n, int lost);
 } zf_source_handlers_t;
 
@@ -49,7 +51,7 @@ zf_err_t zf_source_check_config(const zf_config_t *cfg, char *err,
  * that zkflow manages enable.auto.offset.store and, with exit_on_eof,
  * enable.partition.eof). Defaults zkflow sets unless the file does:
  * auto.offset.reset=earliest, partition.assignment.strategy=
- * cooperative-sticky, queued.max.messages.kbytes=16384. Nothing is consumed and
+ * cooperative-sticky, queued.max.messages.kbytes=8192. Nothing is consumed and
  * the group is not joined before zf_source_subscribe.
  * Returns ZF_OK, ZF_ECONFIG with "FILE:LINE: message" in err for a key
  * librdkafka refuses, or ZF_EKAFKA. cfg must outlive the source. */
@@ -81,7 +83,10 @@ zf_err_t zf_source_status(const zf_source_t *src, char *err, size_t errlen);
 zf_err_t zf_source_store(zf_source_t *src, const char *topic,
                          int32_t partition, int64_t next_offset);
 
-/* Pause (pause=1) or resume fetching one partition. Never blocks. */
+/* Pause (pause=1) or resume fetching one partition. Never blocks. Records
+ * of the partition already taken from the client (a few dozen at most) are
+ * still handed out by zf_source_next after a pause; resuming continues right
+ * after the last of them, so nothing is skipped or repeated. */
 void zf_source_pause(zf_source_t *src, const char *topic, int32_t partition,
                      int pause);
 
