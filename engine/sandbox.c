@@ -779,9 +779,10 @@ static void *watchdog_main(void *arg) {
                 now < deadline)
                 continue;
             /* The call may end before the signal lands: the handler then
-             * finds no call numbered state >> 1 and does nothing. A thread
-             * id is never reused within microseconds, and tgkill to a
-             * thread that has exited fails harmlessly. */
+             * finds no call numbered state >> 1 and does nothing. Should
+             * the thread have exited, tgkill fails (ESRCH); were its id
+             * taken by a new thread meanwhile, that thread's handler would
+             * find no such call either. */
             atomic_store_explicit(&sb->wd_kick, state >> 1,
                                   memory_order_release);
             tgkill(wd.pid, tid, wd.signo);
@@ -801,6 +802,8 @@ static void *watchdog_main(void *arg) {
  * valgrind finds nothing of it). Signals already sent still land on
  * threads whose handler finds no call and does nothing. */
 static void watchdog_stop(void) {
+    if (getpid() != wd.pid)
+        return; /* a forked child: the thread is not there */
     pthread_mutex_lock(&wd.lock);
     wd.stop = 1;
     pthread_cond_signal(&wd.wake);
