@@ -38,11 +38,14 @@
  *   deadline, so a signal that finds the state busy (see below) only delays
  *   the kill by a tick. In LuaJIT the hook belongs to the whole state
  *   (global_State), not to one coroutine, so coroutines are covered too.
- *   Measured on the Lua-heavy mapping of bench/transform.c (~1,100 VM
- *   instructions per record), callgrind: no hook 24.1k machine
- *   instructions per record, a resting count hook of 1000 (the previous
- *   design) 34.1k: every instruction then went through LuaJIT's hook
- *   dispatch.
+ *   What this saves: a resting count hook (the previous design: every 1000
+ *   instructions) sends every VM instruction through LuaJIT's hook
+ *   dispatch, whatever the count. bench/transform.c, Lua-heavy mapping
+ *   (~1,100 VM instructions per record), 100 ms + 64 MB, callgrind: 34.6k
+ *   machine instructions per record with that hook, 24.7k now (64 MB
+ *   alone: 24.0k); trivial and JSON mappings, few VM instructions: within
+ *   noise (5.95k, 12.4k). In CPU time the hook dispatch cost less than its
+ *   instruction count suggests (~3-5% on the Lua-heavy mapping here).
  *
  * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
  *   returns: the hook runs on every instruction and raises the limit's
