@@ -1,7 +1,7 @@
 /* The per-record cost of running a transform, without Kafka or ZooKeeper.
  *
  * Two mappings (a trivial one and one that decodes a ~70-byte JSON value),
- * plus a Lua-heavy one that shows what the time limit's hook costs when
+ * plus a Lua-heavy one that shows what the time limit costs when
  * the script itself does most of the work. Each runs:
  *
  *   - through the sandbox API directly (a C function that builds the record

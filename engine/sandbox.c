@@ -18,53 +18,102 @@
  *   falls behind anyway the allocator asks the hook, the one place where
  *   the collector may run mid-call, for a full collection.
  *
- * - Time: a count hook every HOOK_COUNT VM instructions compares a
- *   monotonic clock with the call's deadline. Count hooks never fire inside
- *   JIT-compiled traces, so a limited state (either limit: the memory limit
- *   needs the hook too) runs with the JIT off. In LuaJIT the hook belongs
- *   to the whole state (global_State), not to one coroutine, so coroutines
- *   are covered too.
+ * - Time: with the JIT off (a compiled loop never looks at hooks, so it
+ *   could not be stopped; the memory limit needs the hook too, so either
+ *   limit turns the JIT off) and no hook at all while a call runs normally.
+ *   zf_sandbox_pcall notes the call's deadline and marks the call running
+ *   (a few plain stores beside the clock read it always did). One
+ *   process-wide watchdog thread, started with the first time-limited
+ *   sandbox, wakes every tick (a quarter of the smallest timeout_ms among
+ *   the sandboxes, within 1..25 ms: 25 ms for the default 100 ms) and, for
+ *   a call past its deadline, sends ZF_SANDBOX_SIGNAL to the thread running
+ *   it (tgkill). The handler, on that thread, finds the call among the
+ *   thread's running calls by its sequence number and installs a count
+ *   hook of 1 (lua_sethook, the way LuaJIT's own interpreter stops a script
+ *   on SIGINT): the hook, on the next VM instruction, compares the clock
+ *   with the deadline itself and kills the call. So a runaway call is
+ *   stopped within about one tick after its deadline, and a call that ends
+ *   after its deadline but before the watchdog notices succeeds. The
+ *   watchdog keeps signalling every tick while the call runs past its
+ *   deadline, so a signal that finds the state busy (see below) only delays
+ *   the kill by a tick. In LuaJIT the hook belongs to the whole state
+ *   (global_State), not to one coroutine, so coroutines are covered too.
+ *   What this saves: a resting count hook (the previous design: every 1000
+ *   instructions) sends every VM instruction through LuaJIT's hook
+ *   dispatch, whatever the count. bench/transform.c, Lua-heavy mapping
+ *   (~1,100 VM instructions per record), 100 ms + 64 MB, callgrind: 34.6k
+ *   machine instructions per record with that hook, 24.7k now (64 MB
+ *   alone: 24.0k); trivial and JSON mappings, few VM instructions: within
+ *   noise (5.95k, 12.4k). In CPU time the hook dispatch cost less than its
+ *   instruction count suggests (~3-5% on the Lua-heavy mapping here).
  *
  * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
  *   returns: the hook runs on every instruction and raises the limit's
  *   error each time, so pcall, xpcall or coroutine.resume inside the script
  *   gain at most one instruction. zf_sandbox_pcall then reports the limit
- *   whatever the call's own outcome, and repairs the state (hook back to
- *   normal; after a memory kill, a full collection).
+ *   whatever the call's own outcome, and repairs the state (hook off;
+ *   after a memory kill, a full collection).
  *
  * The hook is installed or changed with lua_sethook(), which rewrites
- * LuaJIT's dispatch table, so it is never called per record: the normal
- * hook is set once, and only a kill or a collection request changes it.
- * lua_sethook() is also called from inside the allocator; LuaJIT's own
- * profiler changes the dispatch table from a signal handler at arbitrary
- * points in the same way, and with the JIT off nothing is being recorded. */
+ * LuaJIT's dispatch table, so it is never called per record: only a kill,
+ * a collection request or the watchdog's signal installs it, and the hook
+ * removes itself when it has nothing left to do. lua_sethook() is also
+ * called from inside the allocator; LuaJIT's own profiler changes the
+ * dispatch table from a signal handler at arbitrary points in the same
+ * way, and with the JIT off nothing is being recorded.
+ * The signal handler never writes across threads: it runs on the thread of
+ * the call it stops. It does nothing while the host itself is inside
+ * lua_sethook() for that state (set_hook marks it), and nothing for a call
+ * other than the one the watchdog saw overdue: a signal that arrives after
+ * its call ended (it is sent while the call runs, but delivered a little
+ * later) finds no such call and is dropped. Even a stray hook could not
+ * kill a call early: the hook decides from the call's own deadline. The
+ * handler may interrupt LuaJIT updating g->hookmask (read-modify-write,
+ * e.g. hook_leave on an error) and have its count hook lost; the next
+ * tick's signal installs it again.
+ * The signal is a real-time one no library in the daemon uses; nobody else
+ * sends it and the watchdog targets one thread by its id, so the threads of
+ * librdkafka, the ZooKeeper client and libmicrohttpd never receive it (and
+ * their handler run would find no call of theirs and do nothing). It is
+ * installed with SA_RESTART; calls that never restart (poll, epoll_wait,
+ * nanosleep) may return EINTR on a thread that ran an overdue call, which
+ * the engine's loops tolerate. A thread unblocks the signal for itself on
+ * its first time-limited call. */
 #include "zkflow/sandbox.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lua5.1/lua-cjson.h>
 #include <luajit.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "zkflow/clock.h"
 #include "zkflow/log.h"
 
-/* VM instructions between two clock checks. What a count hook costs is
- * mostly that every instruction then passes through LuaJIT's hook dispatch
- * (~10 machine instructions each), whatever the count; the checks
- * themselves (a call and a clock_gettime, ~30 ns) add little at 1000.
- * Measured on the bench's Lua-heavy mapping (~1,100 VM instructions per
- * record), callgrind: no hook 24.1k machine instructions per record; count
- * 100: 35.2k, 1000: 34.1k, 10000: 34.0k. A runaway loop is noticed a few
- * microseconds after its deadline. */
-#ifndef ZF_SANDBOX_HOOK_COUNT
-#define ZF_SANDBOX_HOOK_COUNT 1000
+/* The signal the watchdog sends to a thread running an overdue call.
+ * Real-time signals are not used by the daemon or its libraries (main.c
+ * and engine.c take SIGINT, SIGTERM and SIGHUP through a signalfd). */
+#ifndef ZF_SANDBOX_SIGNAL
+#define ZF_SANDBOX_SIGNAL (SIGRTMIN + 4)
 #endif
-#define HOOK_COUNT ZF_SANDBOX_HOOK_COUNT
+
+/* The watchdog's tick: timeout_ms / TICK_DIVISOR, within [TICK_MIN_NS,
+ * TICK_MAX_NS], the smallest over the time-limited sandboxes. A runaway
+ * call runs at most about a tick past its limit (25% of it, or 25 ms); a
+ * tick costs a wakeup and a look at each sandbox (a few microseconds), so
+ * even the 1 ms floor is cheap, and the default 100 ms gives 40 a second. */
+#define TICK_DIVISOR 4
+#define TICK_MIN_NS 1000000
+#define TICK_MAX_NS 25000000
 
 /* Collections the hook runs for the memory limit whose time a call is not
  * charged for; any further ones count. Bounds a call's wall time to its
@@ -84,9 +133,9 @@
 typedef enum kill_reason { KILL_NONE = 0, KILL_TIME, KILL_MEMORY } kill_t;
 
 typedef enum hook_mode {
-    HOOK_OFF,    /* no hook (no time limit) */
-    HOOK_NORMAL, /* every HOOK_COUNT instructions (time limit) */
-    HOOK_HOT,    /* every instruction: killed, or a collection is due */
+    HOOK_OFF, /* no hook: a call running normally, or no call */
+    HOOK_HOT, /* every instruction: killed, a collection is due, or the
+                 watchdog saw the call overdue */
 } hook_mode_t;
 
 struct zf_sandbox {
@@ -94,6 +143,7 @@ struct zf_sandbox {
     char *name;
     zf_sandbox_limits_t lim;
     int limited;         /* either limit set: JIT off, checks on */
+    int watched;         /* on the watchdog's list (time limit) */
 
     /* Memory: bytes the state holds, counted by the allocator. */
     size_t used;
@@ -108,7 +158,19 @@ struct zf_sandbox {
     int depth;           /* zf_sandbox_pcall nesting; limits apply if > 0 */
     int64_t deadline_ns; /* CLOCK_MONOTONIC */
     kill_t killed;
-    hook_mode_t hook;
+    /* What is installed; also written by the signal handler (same thread). */
+    volatile hook_mode_t hook;
+    volatile sig_atomic_t in_sethook; /* set_hook at work: handler keeps off */
+
+    /* Time limit: the watchdog's view of the current call. Written by the
+     * thread running the call, read by the watchdog thread. */
+    uint64_t seq;                 /* the current (or last) call's number */
+    _Atomic uint64_t wd_state;    /* seq << 1, | 1 while the call runs */
+    _Atomic int64_t wd_deadline;  /* deadline_ns, for the watchdog */
+    _Atomic int wd_tid;           /* thread running the call */
+    _Atomic uint64_t wd_kick;     /* seq of the call last signalled for */
+    zf_sandbox_t *wd_next, *wd_prev; /* the watchdog's list (wd.lock) */
+    zf_sandbox_t *outer;          /* the thread's next running call */
 
     char time_msg[64];   /* "time limit of N ms exceeded" */
     char mem_msg[64];    /* "memory limit of N MB exceeded" */
@@ -136,21 +198,20 @@ static void sync_used(zf_sandbox_t *sb) {
 
 static void sandbox_hook(lua_State *L, lua_Debug *ar);
 
-/* Install the hook in `mode` unless it is already there. Never fails. */
+/* Install the hook in `mode` unless it is already there. Never fails.
+ * The watchdog's signal handler leaves the state alone meanwhile. */
 static void set_hook(zf_sandbox_t *sb, hook_mode_t mode) {
     if (sb->hook == mode)
         return;
+    sb->in_sethook = 1;
+    atomic_signal_fence(memory_order_seq_cst);
     sb->hook = mode;
     if (mode == HOOK_OFF)
         lua_sethook(sb->L, NULL, 0, 0);
     else
-        lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT,
-                    mode == HOOK_HOT ? 1 : HOOK_COUNT);
-}
-
-/* The hook when no kill or collection is pending. */
-static hook_mode_t resting_hook(const zf_sandbox_t *sb) {
-    return sb->lim.timeout_ms > 0 ? HOOK_NORMAL : HOOK_OFF;
+        lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, 1);
+    atomic_signal_fence(memory_order_seq_cst);
+    sb->in_sethook = 0;
 }
 
 static int clamp_int(double v, int lo, int hi) {
@@ -206,13 +267,16 @@ static zf_sandbox_t *sandbox_of(lua_State *L) {
     return ud;
 }
 
-/* Count hook: enforces a kill, runs a requested collection, and checks the
- * deadline. Runs inside the script's call, so it may raise. */
+/* Count hook (installed only when there is something to do): enforces a
+ * kill, runs a requested collection, and checks the deadline; then removes
+ * itself, unless killed. Runs inside the script's call, so it may raise. */
 static void sandbox_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     zf_sandbox_t *sb = sandbox_of(L);
-    if (sb->depth == 0) /* Lua run by the host outside zf_sandbox_pcall */
+    if (sb->depth == 0) { /* Lua run by the host outside zf_sandbox_pcall */
+        set_hook(sb, HOOK_OFF);
         return;
+    }
     if (!sb->killed && sb->gc_wanted) {
         /* Not the script's time, up to FREE_COLLECTIONS per call: with a
          * large live set a full collection can take longer than the limit
@@ -224,13 +288,18 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
         if (sb->free_collections > 0) {
             sb->free_collections--;
             sb->deadline_ns += now_ns() - t0;
+            atomic_store_explicit(&sb->wd_deadline, sb->deadline_ns,
+                                  memory_order_relaxed);
         }
-        set_hook(sb, resting_hook(sb));
     }
+    /* Also when the watchdog's signal installed the hook: it only says
+     * "look now"; the call's own deadline decides. */
     if (!sb->killed && sb->lim.timeout_ms > 0 && now_ns() >= sb->deadline_ns)
         sb->killed = KILL_TIME;
-    if (!sb->killed)
+    if (!sb->killed) {
+        set_hook(sb, HOOK_OFF);
         return;
+    }
     /* From now on every instruction raises again: see the top comment. */
     set_hook(sb, HOOK_HOT);
     lua_pushstring(L, sb->killed == KILL_TIME ? sb->time_msg : sb->mem_msg);
@@ -637,6 +706,222 @@ static int open_env(lua_State *L) {
     return 0;
 }
 
+/* ---- watchdog (time limit) ----------------------------------------------- */
+
+/* The time-limited sandboxes, and the one thread that watches their calls.
+ * See the top comment. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;  /* CLOCK_MONOTONIC; a sandbox came */
+    int started;
+    int stop;             /* exit(): the thread ends */
+    pthread_t thread;
+    int signo;
+    pid_t pid;
+    zf_sandbox_t *list;   /* time-limited sandboxes, under lock */
+} wd = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Per thread: the innermost running time-limited call (its sandbox; each
+ * links to the next outer one), and the thread's id for tgkill (0 until
+ * its first time-limited call, which also unblocks the signal). Only this
+ * thread and its signal handler touch them. */
+static __thread zf_sandbox_t *running;
+static __thread pid_t thread_tid;
+
+/* On the thread that runs the overdue call: install the count hook on
+ * that call's state. Async-signal-safe: lua_sethook only writes the
+ * state's hook fields and dispatch table. */
+static void on_watchdog_signal(int signo) {
+    (void)signo;
+    int saved = errno;
+    for (zf_sandbox_t *sb = running; sb; sb = sb->outer) {
+        if (sb->in_sethook ||
+            atomic_load_explicit(&sb->wd_kick, memory_order_relaxed) !=
+                sb->seq)
+            continue;
+        /* Not skipped when already HOT: LuaJIT may have lost the count
+         * bit (see the top comment), and installing it again is cheap. */
+        sb->hook = HOOK_HOT;
+        lua_sethook(sb->L, sandbox_hook, LUA_MASKCOUNT, 1);
+    }
+    errno = saved;
+}
+
+static int64_t tick_ns(int timeout_ms) {
+    int64_t t = (int64_t)timeout_ms * 1000000 / TICK_DIVISOR;
+    return t < TICK_MIN_NS ? TICK_MIN_NS : t > TICK_MAX_NS ? TICK_MAX_NS : t;
+}
+
+/* The watchdog thread: every tick, signal the thread of each call past its
+ * deadline; with no time-limited sandbox, sleep until one comes. */
+static void *watchdog_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&wd.lock);
+    while (!wd.stop) {
+        if (!wd.list) {
+            pthread_cond_wait(&wd.wake, &wd.lock);
+            continue;
+        }
+        int64_t now = now_ns(), tick = TICK_MAX_NS;
+        for (zf_sandbox_t *sb = wd.list; sb; sb = sb->wd_next) {
+            int64_t t = tick_ns(sb->lim.timeout_ms);
+            if (t < tick)
+                tick = t;
+            /* Read the call's deadline and thread as a seqlock reader:
+             * both belong to call `state` if the state is the same after. */
+            uint64_t state =
+                atomic_load_explicit(&sb->wd_state, memory_order_acquire);
+            if (!(state & 1))
+                continue;
+            int64_t deadline =
+                atomic_load_explicit(&sb->wd_deadline, memory_order_relaxed);
+            int tid = atomic_load_explicit(&sb->wd_tid, memory_order_relaxed);
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&sb->wd_state, memory_order_relaxed) !=
+                    state ||
+                now < deadline)
+                continue;
+            /* The call may end before the signal lands: the handler then
+             * finds no call numbered state >> 1 and does nothing. Should
+             * the thread have exited, tgkill fails (ESRCH); were its id
+             * taken by a new thread meanwhile, that thread's handler would
+             * find no such call either. */
+            atomic_store_explicit(&sb->wd_kick, state >> 1,
+                                  memory_order_release);
+            tgkill(wd.pid, tid, wd.signo);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + tick;
+        ts.tv_sec = at / 1000000000;
+        ts.tv_nsec = at % 1000000000;
+        pthread_cond_timedwait(&wd.wake, &wd.lock, &ts);
+    }
+    pthread_mutex_unlock(&wd.lock);
+    return NULL;
+}
+
+/* At exit: end the watchdog thread, so that it is not left running (and
+ * valgrind finds nothing of it). Signals already sent still land on
+ * threads whose handler finds no call and does nothing. */
+static void watchdog_stop(void) {
+    if (getpid() != wd.pid)
+        return; /* a forked child: the thread is not there */
+    pthread_mutex_lock(&wd.lock);
+    wd.stop = 1;
+    pthread_cond_signal(&wd.wake);
+    pthread_mutex_unlock(&wd.lock);
+    pthread_join(wd.thread, NULL);
+}
+
+/* Start the watchdog (once per process; it ends at exit) and install the
+ * handler. Under wd.lock. The thread blocks every signal: those meant for
+ * the process go to the daemon's own threads. Returns 0, or -1 with the
+ * reason in err. */
+static int watchdog_start(char *err, size_t errlen) {
+    if (wd.started)
+        return 0;
+    wd.signo = ZF_SANDBOX_SIGNAL;
+    wd.pid = getpid();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_watchdog_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&wd.wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0 || sigaction(wd.signo, &sa, NULL) != 0) {
+        snprintf(err, errlen, "cannot set up the time limit: %s",
+                 strerror(rc ? rc : errno));
+        if (rc == 0)
+            pthread_cond_destroy(&wd.wake);
+        return -1;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&wd.thread, NULL, watchdog_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the time limit's watchdog "
+                              "thread: %s",
+                 strerror(rc));
+        pthread_cond_destroy(&wd.wake);
+        return -1;
+    }
+    wd.started = 1;
+    atexit(watchdog_stop);
+    return 0;
+}
+
+/* Add a time-limited sandbox to the watchdog's list (starting the
+ * watchdog if needed). Returns 0, or -1 with the reason in err. */
+static int watchdog_add(zf_sandbox_t *sb, char *err, size_t errlen) {
+    pthread_mutex_lock(&wd.lock);
+    int rc = watchdog_start(err, errlen);
+    if (rc == 0) {
+        sb->wd_prev = NULL;
+        sb->wd_next = wd.list;
+        if (wd.list)
+            wd.list->wd_prev = sb;
+        wd.list = sb;
+        pthread_cond_signal(&wd.wake); /* perhaps a shorter tick now */
+    }
+    pthread_mutex_unlock(&wd.lock);
+    return rc;
+}
+
+/* Take sb off the list: the watchdog never looks at it again. */
+static void watchdog_remove(zf_sandbox_t *sb) {
+    pthread_mutex_lock(&wd.lock);
+    if (sb->wd_prev)
+        sb->wd_prev->wd_next = sb->wd_next;
+    else
+        wd.list = sb->wd_next;
+    if (sb->wd_next)
+        sb->wd_next->wd_prev = sb->wd_prev;
+    pthread_mutex_unlock(&wd.lock);
+}
+
+/* A time-limited call starts on this thread: publish its deadline (already
+ * in sb->deadline_ns) and thread to the watchdog, and make it findable by
+ * the signal handler. A few stores; no lock, no syscall but once per
+ * thread. */
+static void call_begin(zf_sandbox_t *sb) {
+    if (!thread_tid) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, wd.signo);
+        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+        thread_tid = gettid();
+    }
+    sb->seq++;
+    sb->outer = running;
+    /* Seqlock writer: the previous call's end is seen before these. */
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&sb->wd_deadline, sb->deadline_ns,
+                          memory_order_relaxed);
+    atomic_store_explicit(&sb->wd_tid, thread_tid, memory_order_relaxed);
+    atomic_store_explicit(&sb->wd_state, sb->seq << 1 | 1,
+                          memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    running = sb;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+/* The call has returned: the watchdog and the handler leave it alone from
+ * now on. A hook the handler installed too late stays for the caller to
+ * remove. */
+static void call_end(zf_sandbox_t *sb) {
+    atomic_store_explicit(&sb->wd_state, sb->seq << 1, memory_order_release);
+    atomic_signal_fence(memory_order_seq_cst);
+    running = sb->outer;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
 /* ---- public ------------------------------------------------------------- */
 
 zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
@@ -688,7 +973,13 @@ zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
         return NULL;
     }
     pace_gc(sb);
-    set_hook(sb, resting_hook(sb));
+    if (sb->lim.timeout_ms > 0) {
+        if (watchdog_add(sb, err, errlen) != 0) {
+            zf_sandbox_destroy(sb);
+            return NULL;
+        }
+        sb->watched = 1;
+    }
     return sb;
 }
 
@@ -696,6 +987,8 @@ void zf_sandbox_destroy(zf_sandbox_t *sb) {
     if (!sb)
         return;
     log_report_dropped(sb);
+    if (sb->watched)
+        watchdog_remove(sb); /* before the state goes */
     if (sb->L) {
         /* lua_close frees LuaJIT's allocator as a whole only when it finds
          * that allocator installed; with ours it would leak its arena
@@ -761,7 +1054,7 @@ static int finish_kill(zf_sandbox_t *sb, int status, int base, int errfunc) {
     }
     sb->killed = KILL_NONE;
     sb->gc_wanted = 0;
-    set_hook(sb, resting_hook(sb));
+    set_hook(sb, HOOK_OFF);
     if (why == KILL_MEMORY) {
         /* Free what the script left behind now, not in the next call.
          * A collection only halves LuaJIT's scratch buffer (which a string
@@ -796,19 +1089,23 @@ int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
     int base = lua_gettop(L) - nargs - 1;
     if (errfunc < 0)
         errfunc = lua_gettop(L) + errfunc + 1;
-    if (sb->lim.timeout_ms > 0)
+    if (sb->watched) {
         sb->deadline_ns = now_ns() + (int64_t)sb->lim.timeout_ms * 1000000;
+        call_begin(sb);
+    }
     sb->depth = 1;
     sb->free_collections = FREE_COLLECTIONS;
     sb->check_above = sb->gc_trigger;
     int status = lua_pcall(L, nargs, nresults, errfunc);
     sb->depth = 0;
     sb->check_above = SIZE_MAX;
+    if (sb->watched)
+        call_end(sb);
     if (sb->killed)
         return finish_kill(sb, status, base, errfunc);
-    if (sb->gc_wanted) { /* asked for, but no instruction ran after */
-        sb->gc_wanted = 0;
-        set_hook(sb, resting_hook(sb));
-    }
+    /* A collection asked for with no instruction after it, or the
+     * watchdog's hook installed as the call was ending. */
+    sb->gc_wanted = 0;
+    set_hook(sb, HOOK_OFF);
     return status;
 }

@@ -6,8 +6,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <time.h>
 
 #include "helpers.h"
@@ -18,6 +21,12 @@
 /* Limits small enough to keep the suite fast (and bearable under
  * valgrind), large enough for every legitimate snippet below. */
 static const zf_sandbox_limits_t test_limits = {50, 16 * MB};
+
+/* For the few tests that run long C functions or many instructions but are
+ * not about the time limit: the watchdog stops a call at the first VM
+ * instruction after its deadline, and under valgrind on a loaded machine
+ * these can take more than 50 ms. The limits stay on (the JIT off). */
+#define SLOW_TIMEOUT_MS 2000
 
 static char err[1024];
 
@@ -138,7 +147,7 @@ static void test_kept_globals(void **state) {
  * purpose. */
 static void test_reachable_functions(void **state) {
     (void)state;
-    zf_sandbox_t *sb = new_sandbox(test_limits.timeout_ms,
+    zf_sandbox_t *sb = new_sandbox(SLOW_TIMEOUT_MS,
                                    test_limits.memory_bytes);
     const char *walk =
         "local seen, out = {}, {}\n"
@@ -255,7 +264,7 @@ static void test_os_only_time_date_clock(void **state) {
  * them; times that do not fit a time_t are errors too. */
 static void test_os_date_bad_input(void **state) {
     (void)state;
-    zf_sandbox_t *sb = new_sandbox(test_limits.timeout_ms,
+    zf_sandbox_t *sb = new_sandbox(SLOW_TIMEOUT_MS,
                                    test_limits.memory_bytes);
     expect_error(sb, "return os.date('%Q')", LUA_ERRRUN,
                  "invalid conversion specifier '%Q'");
@@ -763,6 +772,167 @@ static void test_no_limits(void **state) {
     zf_sandbox_destroy(sb);
 }
 
+/* ---- the watchdog --------------------------------------------------------- */
+
+/* Run src: it must fail with "time limit of MS ms exceeded", and the
+ * state must work afterwards. */
+static void expect_stopped(zf_sandbox_t *sb, const char *src, int ms) {
+    char want[64];
+    snprintf(want, sizeof want, "time limit of %d ms exceeded", ms);
+    expect_error(sb, src, LUA_ERRRUN, want);
+    assert_string_equal(eval(sb, "return 'alive'"), "alive");
+}
+
+/* Runaway loops, in pcall and in a coroutine, are stopped by the watchdog
+ * under a limit other than the suite's. */
+static void test_watchdog_stops_runaways(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(20, test_limits.memory_bytes);
+    static const char *const srcs[] = {
+        "while true do end",
+        "pcall(function() while true do end end) return 'caught'",
+        "local co = coroutine.wrap(function() while true do end end) co()",
+        "local co = coroutine.create(function() while true do end end)\n"
+        "return coroutine.resume(co)",
+    };
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++)
+            expect_stopped(sb, srcs[i], 20);
+    zf_sandbox_destroy(sb);
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Many calls that end around a tiny limit, some just before the watchdog
+ * looks, some after: whatever signal is still on its way when a call ends
+ * must not stop a later call. */
+static void test_watchdog_stale_signals(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(2, test_limits.memory_bytes);
+    lua_State *L = zf_sandbox_lua(sb);
+    int stopped = 0;
+    for (int i = 0; i < 300; i++) {
+        /* About the limit in CPU time: ends just before or just after. */
+        int rc = run(sb, "local t = os.clock()\n"
+                         "while os.clock() - t < 0.0019 do end\n"
+                         "return 1");
+        if (rc != 0) {
+            const char *msg = lua_tostring(L, -1);
+            if (rc != LUA_ERRRUN || !msg ||
+                !strstr(msg, "time limit of 2 ms exceeded"))
+                fail_msg("got %d: %s", rc, msg ? msg : "?");
+            stopped++;
+        }
+        lua_settop(L, 0);
+        /* Short calls in between. */
+        if (i % 10 == 0)
+            assert_int_equal(run(sb, "return 1"), 0);
+        lua_settop(L, 0);
+    }
+    (void)stopped; /* how many depends on the machine */
+    sleep_ms(100); /* many ticks with nothing running */
+    for (int i = 0; i < 20; i++)
+        assert_string_equal(eval(sb, "return 'alive'"), "alive");
+    zf_sandbox_destroy(sb);
+}
+
+/* Two sandboxes, two limits: each call is held to its own sandbox's, also
+ * when a call of one runs inside a call of the other. */
+static zf_sandbox_t *inner_sb;
+
+static int call_inner(lua_State *L) {
+    lua_State *IL = zf_sandbox_lua(inner_sb);
+    const char *src = luaL_checkstring(L, 1);
+    int rc = zf_sandbox_load(inner_sb, src, strlen(src), "=inner");
+    if (rc == 0)
+        rc = zf_sandbox_pcall(inner_sb, 0, 1, 0);
+    lua_pushinteger(L, rc);
+    lua_pushstring(L, lua_tostring(IL, -1));
+    lua_settop(IL, 0);
+    return 2;
+}
+
+static void test_watchdog_two_sandboxes(void **state) {
+    (void)state;
+    zf_sandbox_t *fast = new_sandbox(20, test_limits.memory_bytes);
+    zf_sandbox_t *slow = new_sandbox(1000, test_limits.memory_bytes);
+    expect_stopped(fast, "while true do end", 20);
+    expect_stopped(slow, "while true do end", 1000);
+    /* Longer than the fast sandbox's limit, far within the slow one's. */
+    assert_string_equal(eval(slow, "local t = os.clock()\n"
+                                   "while os.clock() - t < 0.06 do end\n"
+                                   "return 'done'"),
+                        "done");
+    expect_stopped(fast, "while true do end", 20);
+    /* The fast sandbox's runaway inside a call of the slow one. */
+    inner_sb = fast;
+    lua_State *L = zf_sandbox_lua(slow);
+    lua_pushcfunction(L, call_inner);
+    lua_setglobal(L, "inner");
+    assert_string_equal(
+        eval(slow, "local rc, msg = inner('while true do end')\n"
+                   "local rc2, v = inner('return 7')\n"
+                   "return rc .. ' ' .. msg .. ' ' .. rc2 .. ' ' .. v"),
+        "2 time limit of 20 ms exceeded 0 7");
+    zf_sandbox_destroy(fast);
+    zf_sandbox_destroy(slow);
+}
+
+/* Sandboxes made, stopped and freed on two threads at once, while the
+ * watchdog runs (valgrind checks that it never touches a freed one). */
+typedef struct worker {
+    int timeout_ms;
+    int rounds;
+    char failure[512]; /* empty if all went as expected */
+} worker_t;
+
+static void *worker_main(void *arg) {
+    worker_t *w = arg;
+    char why[256], want[64];
+    snprintf(want, sizeof want, "time limit of %d ms exceeded", w->timeout_ms);
+    for (int i = 0; i < w->rounds && !w->failure[0]; i++) {
+        zf_sandbox_limits_t lim = {w->timeout_ms, 16 * MB};
+        zf_sandbox_t *sb = zf_sandbox_new("w", &lim, why, sizeof why);
+        if (!sb) {
+            snprintf(w->failure, sizeof w->failure, "new: %s", why);
+            break;
+        }
+        lua_State *L = zf_sandbox_lua(sb);
+        static const char src[] = "while true do end";
+        int rc = zf_sandbox_load(sb, src, strlen(src), "=w");
+        if (rc == 0)
+            rc = zf_sandbox_pcall(sb, 0, 0, 0);
+        const char *msg = lua_tostring(L, -1);
+        if (rc != LUA_ERRRUN || !msg || !strstr(msg, want))
+            snprintf(w->failure, sizeof w->failure, "round %d: %d %s", i, rc,
+                     msg ? msg : "?");
+        /* Freed right after a kill: the watchdog may be about to look. */
+        zf_sandbox_destroy(sb);
+        /* And some that never run anything. */
+        for (int j = 0; j < 5; j++)
+            zf_sandbox_destroy(zf_sandbox_new("w", &lim, why, sizeof why));
+    }
+    return NULL;
+}
+
+static void test_watchdog_threads_and_free(void **state) {
+    (void)state;
+    worker_t w[2] = {{.timeout_ms = 10, .rounds = 10},
+                     {.timeout_ms = 30, .rounds = 5}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        if (w[i].failure[0])
+            fail_msg("worker %d: %s", i, w[i].failure);
+    }
+}
+
 /* ---- memory limit ------------------------------------------------------- */
 
 static size_t lua_bytes(lua_State *L) {
@@ -938,6 +1108,10 @@ int main(void) {
         cmocka_unit_test(test_time_limit_message_handler),
         cmocka_unit_test(test_time_limit_nested_calls),
         cmocka_unit_test(test_no_limits),
+        cmocka_unit_test(test_watchdog_stops_runaways),
+        cmocka_unit_test(test_watchdog_stale_signals),
+        cmocka_unit_test(test_watchdog_two_sandboxes),
+        cmocka_unit_test(test_watchdog_threads_and_free),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_memory_limit_with_time_limit),
         cmocka_unit_test(test_memory_limit_not_catchable),

@@ -22,13 +22,25 @@
  * loaded. Each sandbox is its own state: globals never cross sandboxes.
  *
  * Limits (both enforced only inside zf_sandbox_pcall; 0 turns one off):
- * - time: the JIT is off (count hooks do not fire in compiled code) and a
- *   count hook compares a monotonic clock with the call's deadline every
- *   1000 VM instructions. It is wall-clock time, so a thread kept off the
- *   CPU for the whole limit also fails. A C function that runs long by
- *   itself (a pathological string.find pattern, json.decode of a huge
- *   string) cannot be interrupted: the call fails at the first VM
- *   instruction after it returns.
+ * - time: the JIT is off (hooks do not fire in compiled code) and a call
+ *   runs with no hook. One process-wide watchdog thread (started by the
+ *   first sandbox with a time limit, ended at exit) looks at the running
+ *   calls every tick, a quarter of the smallest timeout_ms of the existing
+ *   sandboxes within 1..25 ms; for a call past its deadline it sends
+ *   ZF_SANDBOX_SIGNAL (a real-time signal, SIGRTMIN + 4 unless defined
+ *   otherwise at build time) to the thread running it, whose handler
+ *   installs a count hook that stops the call at its next VM instruction.
+ *   So a runaway call is stopped within about one tick after its deadline
+ *   (timeout_ms 100: by ~125 ms), and a call that ends after its deadline
+ *   but before the watchdog notices succeeds. It is wall-clock time, so a
+ *   thread kept off the CPU for the whole limit also fails. A C function
+ *   that runs long by itself (a pathological string.find pattern,
+ *   json.decode of a huge string) cannot be interrupted: the call fails at
+ *   the first VM instruction after it returns. The host must leave the
+ *   signal's handler alone and not block the signal on threads that run
+ *   calls (each such thread unblocks it on its first call); it is
+ *   installed with SA_RESTART, but poll, epoll_wait, nanosleep and the
+ *   like may return EINTR on a thread that ran an overdue call.
  * - memory: every byte the state allocates counts, including the ~35 KB
  *   of the environment itself; an allocation that would pass the limit is
  *   refused. Not counted: the malloc'ed buffers of lua-cjson (json.encode
@@ -39,7 +51,10 @@
  * usable: after a memory error it is collected at once.
  * With neither limit set the state runs with the JIT on and no hook.
  *
- * A sandbox is used by one thread at a time. */
+ * A sandbox is used by one thread at a time; different sandboxes may run
+ * on different threads at once. A call of one sandbox made inside a call of
+ * another (a C function calling back) is held to its own limit; the outer
+ * call's time limit takes effect once the inner call returns. */
 #ifndef ZKFLOW_SANDBOX_H
 #define ZKFLOW_SANDBOX_H
 
@@ -55,11 +70,13 @@ typedef struct zf_sandbox_limits {
 
 /* A new state with the script environment. `name` (copied) labels what the
  * script logs. Setup is never limited, but fails when the environment alone
- * passes lim->memory_bytes. Returns NULL with the reason in err. */
+ * passes lim->memory_bytes, or (time limit only) when the watchdog thread
+ * cannot be started. Returns NULL with the reason in err. */
 zf_sandbox_t *zf_sandbox_new(const char *name, const zf_sandbox_limits_t *lim,
                              char *err, size_t errlen);
 
-/* Close the state and free the sandbox; accepts NULL. */
+/* Close the state and free the sandbox (taken off the watchdog's list
+ * first); accepts NULL. Never while one of its calls runs. */
 void zf_sandbox_destroy(zf_sandbox_t *sb);
 
 /* The sandbox's Lua state (owned by the sandbox). */
