@@ -50,6 +50,12 @@ int zf_mode_parse(const char *name, zf_create_mode_t *out) {
     return 0;
 }
 
+/* What zf_path_check looks for in a byte: 0 an ordinary one, 1 '/', 2 a
+ * control character (NUL included). */
+static const unsigned char path_class[256] = {
+    [0 ... 0x1f] = 2, ['/'] = 1, [0x7f] = 2,
+};
+
 zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
     if (len == 0 || path[0] != '/') {
         snprintf(err, errlen, "path must start with '/'");
@@ -61,16 +67,18 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
         snprintf(err, errlen, "path must not end with '/'");
         return ZF_ERECORD;
     }
+    const unsigned char *s = (const unsigned char *)path;
     size_t comp = 1; /* start of the current component */
     for (size_t i = 1; i <= len; i++) {
-        if (i < len && path[i] != '/') {
-            unsigned char c = (unsigned char)path[i];
-            if (c < 0x20 || c == 0x7f) {
+        if (i < len) {
+            unsigned char cl = path_class[s[i]];
+            if (cl == 0)
+                continue;
+            if (cl == 2) {
                 snprintf(err, errlen,
                          "path has a control character at byte %zu", i);
                 return ZF_ERECORD;
             }
-            continue;
         }
         size_t clen = i - comp;
         if (clen == 0) {
@@ -87,12 +95,17 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
     return ZF_OK;
 }
 
-int zf_path_is_under(const char *path, const char *root) {
-    size_t rlen = strlen(root);
+/* zf_path_is_under, with both lengths known. */
+static int is_under(const char *path, size_t plen, const char *root,
+                    size_t rlen) {
     if (rlen == 1)
         return 1;
-    return strncmp(path, root, rlen) == 0 &&
-           (path[rlen] == '\0' || path[rlen] == '/');
+    return plen >= rlen && memcmp(path, root, rlen) == 0 &&
+           (plen == rlen || path[rlen] == '/');
+}
+
+int zf_path_is_under(const char *path, const char *root) {
+    return is_under(path, strlen(path), root, strlen(root));
 }
 
 /* Which optional fields each op type takes. */
@@ -141,8 +154,10 @@ static zf_err_t check_fields(const zf_op_t *op, char *err, size_t errlen) {
     return ZF_OK;
 }
 
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
-                        char *err, size_t errlen) {
+/* zf_op_validate, with root's length known; sets *plen to the path's. */
+static zf_err_t op_validate(const zf_op_t *op, const char *root, size_t rlen,
+                            unsigned allowed, size_t *plen, char *err,
+                            size_t errlen) {
     if ((unsigned)op->type >= ZF_OP_NTYPES) {
         snprintf(err, errlen, "unknown op");
         return ZF_ERECORD;
@@ -156,33 +171,41 @@ zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
         snprintf(err, errlen, "%s needs a path", zf_op_name(op->type));
         return ZF_ERECORD;
     }
-    size_t plen = strlen(op->path);
-    if (zf_path_check(op->path, plen, err, errlen) != ZF_OK)
+    *plen = strlen(op->path);
+    if (zf_path_check(op->path, *plen, err, errlen) != ZF_OK)
         return ZF_ERECORD;
-    if (!zf_path_is_under(op->path, root)) {
+    if (!is_under(op->path, *plen, root, rlen)) {
         snprintf(err, errlen, "path %s is outside the script's root %s",
                  op->path, root);
         return ZF_ERECORD;
     }
-    if (op->type == ZF_OP_DELETE && strcmp(op->path, "/") == 0) {
+    if (op->type == ZF_OP_DELETE && *plen == 1) {
         snprintf(err, errlen, "cannot delete '/'");
         return ZF_ERECORD;
     }
     if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
-        strcmp(op->path, "/") == 0) {
+        *plen == 1) {
         snprintf(err, errlen, "a sequential node needs a name prefix");
         return ZF_ERECORD;
     }
     return check_fields(op, err, errlen);
 }
 
+zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+                        char *err, size_t errlen) {
+    size_t plen;
+    return op_validate(op, root, strlen(root), allowed, &plen, err, errlen);
+}
+
 zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                             unsigned allowed, char *err, size_t errlen) {
-    size_t bytes = 0;
+    size_t bytes = 0, rlen = strlen(root);
     for (size_t i = 0; i < l->n; i++) {
         const zf_op_t *op = &l->ops[i];
         char why[256];
-        if (zf_op_validate(op, root, allowed, why, sizeof why) != ZF_OK) {
+        size_t plen;
+        if (op_validate(op, root, rlen, allowed, &plen, why, sizeof why) !=
+            ZF_OK) {
             if (l->n == 1)
                 snprintf(err, errlen, "%s", why);
             else
@@ -200,7 +223,7 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                      i + 1, zf_mode_name(op->mode));
             return ZF_ERECORD;
         }
-        bytes += strlen(op->path) + op->datalen;
+        bytes += plen + op->datalen;
     }
     if (bytes > ZF_OP_MAX_BYTES) {
         snprintf(err, errlen,
