@@ -1,5 +1,6 @@
 #include "zkflow/op.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +51,32 @@ int zf_mode_parse(const char *name, zf_create_mode_t *out) {
     return 0;
 }
 
-/* What zf_path_check looks for in a byte: 0 an ordinary one, 1 '/', 2 a
- * control character (NUL included). */
-static const unsigned char path_class[256] = {
-    [0 ... 0x1f] = 2, ['/'] = 1, [0x7f] = 2,
-};
+/* The component c[0..len) of a path: not empty, "." or "..". */
+static int bad_component(const char *c, size_t len, char *err, size_t errlen) {
+    if (len == 0) {
+        snprintf(err, errlen, "path has an empty component ('//')");
+        return 1;
+    }
+    if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.')) {
+        snprintf(err, errlen, "path has a '.' or '..' component");
+        return 1;
+    }
+    return 0;
+}
+
+#define BYTES(b) (0x0101010101010101ull * (b))
+
+/* The high bit of each byte of w that is a control character (below 0x20,
+ * or 0x7f) or '/'; the other bits clear. Exact per byte (no borrow runs
+ * from one byte into the next), so the bits can be walked one by one. */
+static uint64_t special_bytes(uint64_t w) {
+    uint64_t low7 = w & BYTES(0x7f);
+    uint64_t ctl = ~(low7 + BYTES(0x60)) & ~w;  /* below 0x20 */
+    uint64_t x = w ^ BYTES(0x7f), y = w ^ BYTES('/');
+    uint64_t del = ~(((x & BYTES(0x7f)) + BYTES(0x7f)) | x); /* == 0x7f */
+    uint64_t slash = ~(((y & BYTES(0x7f)) + BYTES(0x7f)) | y); /* == '/' */
+    return (ctl | del | slash) & BYTES(0x80);
+}
 
 zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
     if (len == 0 || path[0] != '/') {
@@ -67,32 +89,41 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
         snprintf(err, errlen, "path must not end with '/'");
         return ZF_ERECORD;
     }
-    const unsigned char *s = (const unsigned char *)path;
+    /* Eight bytes at a time; the last few loaded into a word padded with
+     * '/' (which is cut off below). Only the special bytes are looked at:
+     * a control character is an error, a '/' ends a component. */
     size_t comp = 1; /* start of the current component */
-    for (size_t i = 1; i <= len; i++) {
-        if (i < len) {
-            unsigned char cl = path_class[s[i]];
-            if (cl == 0)
-                continue;
-            if (cl == 2) {
+    for (size_t at = 1; at < len; at += 8) {
+        uint64_t w;
+        size_t n = len - at;
+        if (n >= 8) {
+            memcpy(&w, path + at, 8);
+        } else {
+            unsigned char pad[8];
+            memset(pad, '/', sizeof pad);
+            memcpy(pad, path + at, n);
+            memcpy(&w, pad, 8);
+        }
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w); /* byte i of the path in bits 8i..8i+7 */
+#endif
+        uint64_t m = special_bytes(w);
+        if (n < 8)
+            m &= (1ull << (8 * n)) - 1; /* not the padding */
+        for (; m; m &= m - 1) {
+            size_t i = at + (size_t)__builtin_ctzll(m) / 8;
+            if (path[i] != '/') {
                 snprintf(err, errlen,
                          "path has a control character at byte %zu", i);
                 return ZF_ERECORD;
             }
+            if (bad_component(path + comp, i - comp, err, errlen))
+                return ZF_ERECORD;
+            comp = i + 1;
         }
-        size_t clen = i - comp;
-        if (clen == 0) {
-            snprintf(err, errlen, "path has an empty component ('//')");
-            return ZF_ERECORD;
-        }
-        if ((clen == 1 && path[comp] == '.') ||
-            (clen == 2 && path[comp] == '.' && path[comp + 1] == '.')) {
-            snprintf(err, errlen, "path has a '.' or '..' component");
-            return ZF_ERECORD;
-        }
-        comp = i + 1;
     }
-    return ZF_OK;
+    return bad_component(path + comp, len - comp, err, errlen) ? ZF_ERECORD
+                                                               : ZF_OK;
 }
 
 /* zf_path_is_under, with both lengths known. */
@@ -235,7 +266,32 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
     return ZF_OK;
 }
 
+/* A packed list's op gets strings of its own and an array of its own. */
+static int unpack(zf_oplist_t *l) {
+    zf_op_t *v = malloc(2 * sizeof *v);
+    if (!v)
+        return -1;
+    v[0] = l->ops[0];
+    v[0].path = strdup(l->ops[0].path);
+    v[0].data = NULL;
+    if (l->ops[0].data && (v[0].data = malloc(l->ops[0].datalen + 1)))
+        memcpy(v[0].data, l->ops[0].data, l->ops[0].datalen + 1);
+    if (!v[0].path || (l->ops[0].data && !v[0].data)) {
+        free(v[0].path);
+        free(v[0].data);
+        free(v);
+        return -1;
+    }
+    free(l->ops);
+    l->ops = v;
+    l->cap = 2;
+    l->packed = 0;
+    return 0;
+}
+
 zf_op_t *zf_oplist_push(zf_oplist_t *l) {
+    if (l->packed && unpack(l) != 0)
+        return NULL;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 1; /* most records have one op */
         zf_op_t *v = realloc(l->ops, cap * sizeof *v);
@@ -250,7 +306,40 @@ zf_op_t *zf_oplist_push(zf_oplist_t *l) {
     return op;
 }
 
+zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
+                               const char *data, size_t datalen) {
+    if (l->n)
+        return NULL;
+    size_t size = sizeof(zf_op_t) + plen + 1 + (data ? datalen + 1 : 0);
+    zf_op_t *op = malloc(size);
+    if (!op)
+        return NULL;
+    memset(op, 0, sizeof *op);
+    op->version = ZF_VERSION_ANY;
+    op->path = (char *)(op + 1);
+    memcpy(op->path, path, plen);
+    op->path[plen] = '\0';
+    if (data) {
+        op->data = op->path + plen + 1;
+        memcpy(op->data, data, datalen);
+        op->data[datalen] = '\0';
+        op->datalen = datalen;
+    }
+    free(l->ops); /* a cleared list's buffer */
+    l->ops = op;
+    l->n = l->cap = 1;
+    l->packed = 1;
+    return op;
+}
+
 void zf_oplist_clear(zf_oplist_t *l) {
+    if (l->packed) { /* the op and its strings go together */
+        free(l->ops);
+        l->ops = NULL;
+        l->n = l->cap = 0;
+        l->packed = 0;
+        return;
+    }
     for (size_t i = 0; i < l->n; i++)
         zf_op_clear(&l->ops[i]);
     l->n = 0;
