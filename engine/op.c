@@ -1,5 +1,6 @@
 #include "zkflow/op.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,41 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
     return ZF_OK;
 }
 
+/* Packed lists of up to PACKED_SMALL bytes all take blocks of that size,
+ * and freed ones wait in `spare_blocks` for the next record: the engine
+ * frees a whole batch of records at once, more than glibc's per-thread
+ * cache keeps, so each malloc and free would otherwise sort chunks through
+ * its bins (a few hundred instructions each, per record). Shared by every
+ * thread, hence the lock. */
+#define PACKED_SMALL 256
+#define SPARE_BLOCKS 4096
+enum { PACKED_EXACT = 1, PACKED_BLOCK = 2 }; /* values of zf_oplist_t.packed */
+
+static struct {
+    pthread_mutex_t lock;
+    void *v[SPARE_BLOCKS];
+    size_t n;
+} spare_blocks = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *block_get(void) {
+    void *b = NULL;
+    pthread_mutex_lock(&spare_blocks.lock);
+    if (spare_blocks.n)
+        b = spare_blocks.v[--spare_blocks.n];
+    pthread_mutex_unlock(&spare_blocks.lock);
+    return b ? b : malloc(PACKED_SMALL);
+}
+
+static void block_put(void *b) {
+    pthread_mutex_lock(&spare_blocks.lock);
+    if (spare_blocks.n < SPARE_BLOCKS) {
+        spare_blocks.v[spare_blocks.n++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&spare_blocks.lock);
+    free(b);
+}
+
 /* A packed list's op gets strings of its own and an array of its own. */
 static int unpack(zf_oplist_t *l) {
     zf_op_t *v = malloc(2 * sizeof *v);
@@ -282,7 +318,10 @@ static int unpack(zf_oplist_t *l) {
         free(v);
         return -1;
     }
-    free(l->ops);
+    if (l->packed == PACKED_BLOCK)
+        block_put(l->ops);
+    else
+        free(l->ops);
     l->ops = v;
     l->cap = 2;
     l->packed = 0;
@@ -311,7 +350,8 @@ zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
     if (l->n)
         return NULL;
     size_t size = sizeof(zf_op_t) + plen + 1 + (data ? datalen + 1 : 0);
-    zf_op_t *op = malloc(size);
+    int small = size <= PACKED_SMALL;
+    zf_op_t *op = small ? block_get() : malloc(size);
     if (!op)
         return NULL;
     memset(op, 0, sizeof *op);
@@ -328,13 +368,16 @@ zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
     free(l->ops); /* a cleared list's buffer */
     l->ops = op;
     l->n = l->cap = 1;
-    l->packed = 1;
+    l->packed = small ? PACKED_BLOCK : PACKED_EXACT;
     return op;
 }
 
 void zf_oplist_clear(zf_oplist_t *l) {
     if (l->packed) { /* the op and its strings go together */
-        free(l->ops);
+        if (l->packed == PACKED_BLOCK)
+            block_put(l->ops);
+        else
+            free(l->ops);
         l->ops = NULL;
         l->n = l->cap = 0;
         l->packed = 0;

@@ -309,6 +309,26 @@ static void test_packed(void **state) {
     zf_oplist_free(&l);
     assert_null(l.ops);
     assert_int_equal(l.cap, 0);
+
+    /* A small list's memory goes to the next one; a big one's (its data
+     * over the size kept) is its own, and packed all the same. */
+    assert_non_null(zf_oplist_push_packed(&l, "/s", 2, "1", 1));
+    const zf_op_t *was = l.ops;
+    zf_oplist_free(&l);
+    assert_non_null(zf_oplist_push_packed(&l, "/t", 2, "22", 2));
+    assert_ptr_equal(l.ops, was);
+    assert_string_equal(l.ops[0].data, "22");
+    zf_oplist_free(&l);
+    char big[1000];
+    memset(big, 'b', sizeof big);
+    assert_non_null(zf_oplist_push_packed(&l, "/u", 2, big, sizeof big));
+    assert_true(l.packed);
+    assert_int_equal(l.ops[0].datalen, sizeof big);
+    assert_memory_equal(l.ops[0].data, big, sizeof big);
+    assert_non_null(zf_oplist_push(&l)); /* unpacks the big one */
+    assert_memory_equal(l.ops[0].data, big, sizeof big);
+    l.ops[1].path = strdup("/v");
+    zf_oplist_free(&l);
 }
 
 /* A record of one op (no version) in list l. */

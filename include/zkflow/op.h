@@ -51,8 +51,8 @@ typedef struct zf_oplist {
     zf_op_t *ops;
     size_t n;
     size_t cap;
-    int packed; /* ops holds one op followed by its path and data, all one
-                   allocation: see zf_oplist_push_packed */
+    int packed; /* nonzero: ops holds one op followed by its path and data,
+                   all one allocation (see zf_oplist_push_packed) */
 } zf_oplist_t;
 
 /* ZooKeeper refuses requests over jute.maxbuffer (1 MiB - 1 by default), and
@@ -117,8 +117,10 @@ zf_op_t *zf_oplist_push(zf_oplist_t *l);
  * with the op itself: the commonest record (one op from a path and a
  * payload) costs one allocation instead of three. The list is packed: its
  * op's path and data must not be freed or replaced on their own (only
- * through zf_oplist_clear / zf_oplist_free). Returns the op; NULL when out
- * of memory or when l is not empty (l is unchanged then). */
+ * through zf_oplist_clear / zf_oplist_free). Small lists reuse the memory
+ * of lists freed before (up to 1 MiB of it is kept; thread-safe). Returns
+ * the op; NULL when out of memory or when l is not empty (l is unchanged
+ * then). */
 zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
                                const char *data, size_t datalen);
 
