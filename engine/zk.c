@@ -435,15 +435,19 @@ static char tombstone;
  * planning an upsert), then mixed so that every byte reaches the low bits,
  * which pick the slot: paths often differ only in their last bytes. */
 static uint64_t hash_path(const char *s) {
-    size_t n = strlen(s);
-    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    size_t len = strlen(s), n = len;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w = 0;
     for (; n >= 8; s += 8, n -= 8) {
         memcpy(&w, s, 8);
         h = (h ^ w) * 0xff51afd7ed558ccdull;
         h ^= h >> 32;
     }
-    w = 0;
-    memcpy(&w, s, n);
+    if (n && len >= 8) {
+        memcpy(&w, s + n - 8, 8); /* the last 8 bytes, overlapping */
+    } else {
+        w = 0;
+        memcpy(&w, s, n); /* a path under 8 bytes */
+    }
     h ^= w;
     h ^= h >> 33; /* MurmurHash3's finalizer: every bit reaches the low ones */
     h *= 0xff51afd7ed558ccdull;
