@@ -1,5 +1,7 @@
 #include "zkflow/op.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,33 @@ int zf_mode_parse(const char *name, zf_create_mode_t *out) {
     return 0;
 }
 
+/* The component c[0..len) of a path: not empty, "." or "..". */
+static int bad_component(const char *c, size_t len, char *err, size_t errlen) {
+    if (len == 0) {
+        snprintf(err, errlen, "path has an empty component ('//')");
+        return 1;
+    }
+    if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.')) {
+        snprintf(err, errlen, "path has a '.' or '..' component");
+        return 1;
+    }
+    return 0;
+}
+
+#define BYTES(b) (0x0101010101010101ull * (b))
+
+/* The high bit of each byte of w that is a control character (below 0x20,
+ * or 0x7f) or '/'; the other bits clear. Exact per byte (no borrow runs
+ * from one byte into the next), so the bits can be walked one by one. */
+static uint64_t special_bytes(uint64_t w) {
+    uint64_t low7 = w & BYTES(0x7f);
+    uint64_t ctl = ~(low7 + BYTES(0x60)) & ~w;  /* below 0x20 */
+    uint64_t x = w ^ BYTES(0x7f), y = w ^ BYTES('/');
+    uint64_t del = ~(((x & BYTES(0x7f)) + BYTES(0x7f)) | x); /* == 0x7f */
+    uint64_t slash = ~(((y & BYTES(0x7f)) + BYTES(0x7f)) | y); /* == '/' */
+    return (ctl | del | slash) & BYTES(0x80);
+}
+
 zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
     if (len == 0 || path[0] != '/') {
         snprintf(err, errlen, "path must start with '/'");
@@ -61,38 +90,54 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
         snprintf(err, errlen, "path must not end with '/'");
         return ZF_ERECORD;
     }
+    /* Eight bytes at a time; the last few loaded into a word padded with
+     * '/' (which is cut off below). Only the special bytes are looked at:
+     * a control character is an error, a '/' ends a component. */
     size_t comp = 1; /* start of the current component */
-    for (size_t i = 1; i <= len; i++) {
-        if (i < len && path[i] != '/') {
-            unsigned char c = (unsigned char)path[i];
-            if (c < 0x20 || c == 0x7f) {
+    for (size_t at = 1; at < len; at += 8) {
+        uint64_t w;
+        size_t n = len - at;
+        if (n >= 8) {
+            memcpy(&w, path + at, 8);
+        } else {
+            unsigned char pad[8];
+            memset(pad, '/', sizeof pad);
+            memcpy(pad, path + at, n);
+            memcpy(&w, pad, 8);
+        }
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        w = __builtin_bswap64(w); /* byte i of the path in bits 8i..8i+7 */
+#endif
+        uint64_t m = special_bytes(w);
+        if (n < 8)
+            m &= (1ull << (8 * n)) - 1; /* not the padding */
+        for (; m; m &= m - 1) {
+            size_t i = at + (size_t)__builtin_ctzll(m) / 8;
+            if (path[i] != '/') {
                 snprintf(err, errlen,
                          "path has a control character at byte %zu", i);
                 return ZF_ERECORD;
             }
-            continue;
+            if (bad_component(path + comp, i - comp, err, errlen))
+                return ZF_ERECORD;
+            comp = i + 1;
         }
-        size_t clen = i - comp;
-        if (clen == 0) {
-            snprintf(err, errlen, "path has an empty component ('//')");
-            return ZF_ERECORD;
-        }
-        if ((clen == 1 && path[comp] == '.') ||
-            (clen == 2 && path[comp] == '.' && path[comp + 1] == '.')) {
-            snprintf(err, errlen, "path has a '.' or '..' component");
-            return ZF_ERECORD;
-        }
-        comp = i + 1;
     }
-    return ZF_OK;
+    return bad_component(path + comp, len - comp, err, errlen) ? ZF_ERECORD
+                                                               : ZF_OK;
+}
+
+/* zf_path_is_under, with both lengths known. */
+static int is_under(const char *path, size_t plen, const char *root,
+                    size_t rlen) {
+    if (rlen == 1)
+        return 1;
+    return plen >= rlen && memcmp(path, root, rlen) == 0 &&
+           (plen == rlen || path[rlen] == '/');
 }
 
 int zf_path_is_under(const char *path, const char *root) {
-    size_t rlen = strlen(root);
-    if (rlen == 1)
-        return 1;
-    return strncmp(path, root, rlen) == 0 &&
-           (path[rlen] == '\0' || path[rlen] == '/');
+    return is_under(path, strlen(path), root, strlen(root));
 }
 
 /* Which optional fields each op type takes. */
@@ -141,8 +186,10 @@ static zf_err_t check_fields(const zf_op_t *op, char *err, size_t errlen) {
     return ZF_OK;
 }
 
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
-                        char *err, size_t errlen) {
+/* zf_op_validate, with root's length known; sets *plen to the path's. */
+static zf_err_t op_validate(const zf_op_t *op, const char *root, size_t rlen,
+                            unsigned allowed, size_t *plen, char *err,
+                            size_t errlen) {
     if ((unsigned)op->type >= ZF_OP_NTYPES) {
         snprintf(err, errlen, "unknown op");
         return ZF_ERECORD;
@@ -156,33 +203,41 @@ zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
         snprintf(err, errlen, "%s needs a path", zf_op_name(op->type));
         return ZF_ERECORD;
     }
-    size_t plen = strlen(op->path);
-    if (zf_path_check(op->path, plen, err, errlen) != ZF_OK)
+    *plen = strlen(op->path);
+    if (zf_path_check(op->path, *plen, err, errlen) != ZF_OK)
         return ZF_ERECORD;
-    if (!zf_path_is_under(op->path, root)) {
+    if (!is_under(op->path, *plen, root, rlen)) {
         snprintf(err, errlen, "path %s is outside the script's root %s",
                  op->path, root);
         return ZF_ERECORD;
     }
-    if (op->type == ZF_OP_DELETE && strcmp(op->path, "/") == 0) {
+    if (op->type == ZF_OP_DELETE && *plen == 1) {
         snprintf(err, errlen, "cannot delete '/'");
         return ZF_ERECORD;
     }
     if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
-        strcmp(op->path, "/") == 0) {
+        *plen == 1) {
         snprintf(err, errlen, "a sequential node needs a name prefix");
         return ZF_ERECORD;
     }
     return check_fields(op, err, errlen);
 }
 
+zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+                        char *err, size_t errlen) {
+    size_t plen;
+    return op_validate(op, root, strlen(root), allowed, &plen, err, errlen);
+}
+
 zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                             unsigned allowed, char *err, size_t errlen) {
-    size_t bytes = 0;
+    size_t bytes = 0, rlen = strlen(root);
     for (size_t i = 0; i < l->n; i++) {
         const zf_op_t *op = &l->ops[i];
         char why[256];
-        if (zf_op_validate(op, root, allowed, why, sizeof why) != ZF_OK) {
+        size_t plen;
+        if (op_validate(op, root, rlen, allowed, &plen, why, sizeof why) !=
+            ZF_OK) {
             if (l->n == 1)
                 snprintf(err, errlen, "%s", why);
             else
@@ -200,7 +255,7 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
                      i + 1, zf_mode_name(op->mode));
             return ZF_ERECORD;
         }
-        bytes += strlen(op->path) + op->datalen;
+        bytes += plen + op->datalen;
     }
     if (bytes > ZF_OP_MAX_BYTES) {
         snprintf(err, errlen,
@@ -212,7 +267,70 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
     return ZF_OK;
 }
 
+/* Packed lists of up to PACKED_SMALL bytes all take blocks of that size,
+ * and freed ones wait in `spare_blocks` for the next record: the engine
+ * frees a whole batch of records at once, more than glibc's per-thread
+ * cache keeps, so each malloc and free would otherwise sort chunks through
+ * its bins (a few hundred instructions each, per record). Shared by every
+ * thread, hence the lock. */
+#define PACKED_SMALL 256
+#define SPARE_BLOCKS 4096
+enum { PACKED_EXACT = 1, PACKED_BLOCK = 2 }; /* values of zf_oplist_t.packed */
+
+static struct {
+    pthread_mutex_t lock;
+    void *v[SPARE_BLOCKS];
+    size_t n;
+} spare_blocks = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void *block_get(void) {
+    void *b = NULL;
+    pthread_mutex_lock(&spare_blocks.lock);
+    if (spare_blocks.n)
+        b = spare_blocks.v[--spare_blocks.n];
+    pthread_mutex_unlock(&spare_blocks.lock);
+    return b ? b : malloc(PACKED_SMALL);
+}
+
+static void block_put(void *b) {
+    pthread_mutex_lock(&spare_blocks.lock);
+    if (spare_blocks.n < SPARE_BLOCKS) {
+        spare_blocks.v[spare_blocks.n++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&spare_blocks.lock);
+    free(b);
+}
+
+/* A packed list's op gets strings of its own and an array of its own. */
+static int unpack(zf_oplist_t *l) {
+    zf_op_t *v = malloc(2 * sizeof *v);
+    if (!v)
+        return -1;
+    v[0] = l->ops[0];
+    v[0].path = strdup(l->ops[0].path);
+    v[0].data = NULL;
+    if (l->ops[0].data && (v[0].data = malloc(l->ops[0].datalen + 1)))
+        memcpy(v[0].data, l->ops[0].data, l->ops[0].datalen + 1);
+    if (!v[0].path || (l->ops[0].data && !v[0].data)) {
+        free(v[0].path);
+        free(v[0].data);
+        free(v);
+        return -1;
+    }
+    if (l->packed == PACKED_BLOCK)
+        block_put(l->ops);
+    else
+        free(l->ops);
+    l->ops = v;
+    l->cap = 2;
+    l->packed = 0;
+    return 0;
+}
+
 zf_op_t *zf_oplist_push(zf_oplist_t *l) {
+    if (l->packed && unpack(l) != 0)
+        return NULL;
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 1; /* most records have one op */
         zf_op_t *v = realloc(l->ops, cap * sizeof *v);
@@ -227,7 +345,44 @@ zf_op_t *zf_oplist_push(zf_oplist_t *l) {
     return op;
 }
 
+zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
+                               const char *data, size_t datalen) {
+    if (l->n)
+        return NULL;
+    size_t size = sizeof(zf_op_t) + plen + 1 + (data ? datalen + 1 : 0);
+    int small = size <= PACKED_SMALL;
+    zf_op_t *op = small ? block_get() : malloc(size);
+    if (!op)
+        return NULL;
+    memset(op, 0, sizeof *op);
+    op->version = ZF_VERSION_ANY;
+    op->path = (char *)(op + 1);
+    memcpy(op->path, path, plen);
+    op->path[plen] = '\0';
+    if (data) {
+        op->data = op->path + plen + 1;
+        memcpy(op->data, data, datalen);
+        op->data[datalen] = '\0';
+        op->datalen = datalen;
+    }
+    free(l->ops); /* a cleared list's buffer */
+    l->ops = op;
+    l->n = l->cap = 1;
+    l->packed = small ? PACKED_BLOCK : PACKED_EXACT;
+    return op;
+}
+
 void zf_oplist_clear(zf_oplist_t *l) {
+    if (l->packed) { /* the op and its strings go together */
+        if (l->packed == PACKED_BLOCK)
+            block_put(l->ops);
+        else
+            free(l->ops);
+        l->ops = NULL;
+        l->n = l->cap = 0;
+        l->packed = 0;
+        return;
+    }
     for (size_t i = 0; i < l->n; i++)
         zf_op_clear(&l->ops[i]);
     l->n = 0;

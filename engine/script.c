@@ -381,24 +381,31 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
     if (t == LUA_TNIL)
         return; /* skip */
     if (t == LUA_TSTRING) { /* path, payload, op */
-        zf_op_t *op = zf_oplist_push(out);
-        if (!op)
-            luaL_error(L, "out of memory");
-        take_string(L, base + 1, "path", &op->path, NULL);
-        if (lua_type(L, base + 2) != LUA_TNIL &&
-            lua_type(L, base + 2) != LUA_TSTRING)
+        /* Checked first, then copied with the op in one allocation. */
+        size_t plen, dlen = 0;
+        const char *path = lua_tolstring(L, base + 1, &plen);
+        if (strlen(path) != plen)
+            invalid(L, "path contains a NUL byte");
+        int dt = lua_type(L, base + 2);
+        if (dt != LUA_TNIL && dt != LUA_TSTRING)
             invalid(L, "the payload must be a string or nil, not a %s",
                     luaL_typename(L, base + 2));
+        zf_op_type_t type = ZF_OP_UPSERT;
         int ot = lua_type(L, base + 3);
         if (ot != LUA_TNIL &&
             (ot != LUA_TSTRING ||
-             zf_op_parse_type(lua_tostring(L, base + 3), &op->type) != 0))
+             zf_op_parse_type(lua_tostring(L, base + 3), &type) != 0))
             invalid(L, "unknown op '%s' (expected upsert, create, set, "
                        "delete or check)",
                     ot == LUA_TSTRING ? lua_tostring(L, base + 3)
                                       : lua_typename(L, ot));
-        if (op->type != ZF_OP_DELETE) /* a delete's payload means nothing */
-            take_string(L, base + 2, "the payload", &op->data, &op->datalen);
+        const char *data = NULL; /* a delete's payload means nothing */
+        if (type != ZF_OP_DELETE && dt == LUA_TSTRING)
+            data = lua_tolstring(L, base + 2, &dlen);
+        zf_op_t *op = zf_oplist_push_packed(out, path, plen, data, dlen);
+        if (!op)
+            luaL_error(L, "out of memory");
+        op->type = type;
         return;
     }
     if (t != LUA_TTABLE)

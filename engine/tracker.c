@@ -14,10 +14,22 @@ zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
     return p;
 }
 
-static void entry_free(zf_entry_t *e) {
+/* Entries kept for reuse per partition: a calloc and a free per record
+ * saved, for up to a few batches' worth of records. */
+#define SPARE_MAX 1024
+
+/* An entry leaves the partition: its contents freed, the entry itself kept
+ * as a spare (or freed when there are enough). */
+static void entry_free(zf_partition_t *p, zf_entry_t *e) {
     zf_oplist_free(&e->ops);
     free(e->kept);
-    free(e);
+    if (p->nspare >= SPARE_MAX) {
+        free(e);
+        return;
+    }
+    e->next = p->spare;
+    p->spare = e;
+    p->nspare++;
 }
 
 void zf_partition_destroy(zf_partition_t *p) {
@@ -26,7 +38,14 @@ void zf_partition_destroy(zf_partition_t *p) {
     while (p->head) {
         zf_entry_t *e = p->head;
         p->head = e->next;
-        entry_free(e);
+        zf_oplist_free(&e->ops);
+        free(e->kept);
+        free(e);
+    }
+    while (p->spare) {
+        zf_entry_t *e = p->spare;
+        p->spare = e->next;
+        free(e);
     }
     free(p->topic);
     free(p->fence.path);
@@ -34,9 +53,14 @@ void zf_partition_destroy(zf_partition_t *p) {
 }
 
 zf_entry_t *zf_partition_push(zf_partition_t *p, int64_t offset) {
-    zf_entry_t *e = calloc(1, sizeof *e);
-    if (!e)
+    zf_entry_t *e = p->spare;
+    if (e) {
+        p->spare = e->next;
+        p->nspare--;
+        memset(e, 0, sizeof *e);
+    } else if (!(e = calloc(1, sizeof *e))) {
         return NULL;
+    }
     e->offset = offset;
     e->part = p;
     if (p->tail)
@@ -155,7 +179,7 @@ int zf_partition_release(zf_partition_t *p) {
         if (!p->head)
             p->tail = NULL;
         p->nentries--;
-        entry_free(e);
+        entry_free(p, e);
         moved = 1;
     }
     return moved;
@@ -170,7 +194,7 @@ void zf_partition_drop_queued(zf_partition_t *p) {
         if (e->state == ZF_ENTRY_QUEUED) {
             *pp = e->next;
             p->nentries--;
-            entry_free(e);
+            entry_free(p, e);
             continue;
         }
         p->tail = e;

@@ -71,11 +71,16 @@ typedef enum plan_flag {
     PLAN_UPSERT = 4,    /* set, or create when absent: the node's own op */
     PLAN_RECURSIVE = 8, /* delete whose subtree is listed first */
     PLAN_PARENT = 16,   /* create of an ancestor for an upsert: no data */
+    PLAN_OWNED = 32,    /* path is the plan's own copy (else src->path) */
+    PLAN_KNOWN = 64,    /* planned as a set because `known` had the path:
+                           nothing to learn when it applies */
 } plan_flag_t;
 
 typedef struct plan_op {
     zf_op_type_t type; /* create, set, delete or check */
-    char *path;        /* owned */
+    const char *path;  /* with PLAN_OWNED an owned copy; else the path of
+                          src, which lives as long as the request (its
+                          record's ops stay until `done`), so not copied */
     const zf_op_t *src; /* the script's op: data, version, mode */
     size_t item;       /* which record of the batch it belongs to */
     int flags;
@@ -96,10 +101,14 @@ typedef struct probe {
     known_t state;
 } probe_t;
 
+/* A request, and the buffers it keeps when it goes back to the pool of
+ * spare requests (zf_zk_t.spare) for the next batch: a multi of 100 ops
+ * otherwise allocates and frees several arrays of a few kilobytes, and
+ * each such allocation makes glibc consolidate its small free chunks. */
 typedef struct req {
     struct zf_zk *zk;
-    const zf_zk_item_t *items; /* copied array, owned */
-    size_t nitems;
+    zf_zk_item_t *items; /* copied array, owned */
+    size_t nitems, capitems;
     zf_zk_done_fn *done;
     step_t step;
     int pending;     /* calls of this step still to complete */
@@ -120,7 +129,9 @@ typedef struct req {
     char failed_what[512];
     zoo_op_t *zops;  /* STEP_MULTI: the multi being sent */
     zoo_op_result_t *results;
+    size_t capzops;  /* room in zops and in results */
     char (*names)[512]; /* created names (sequential nodes) */
+    size_t capnames;
     zf_zk_fence_t *fence; /* exactly-once, or NULL */
     char position[24];    /* the position the multi writes, as text */
     int fenced;           /* another owner wrote the position */
@@ -181,6 +192,8 @@ struct zf_zk {
     size_t inflight;  /* records applied and not yet reported */
     size_t inflight_ops; /* their ops (zkflow_inflight_ops) */
     req_t *retries;   /* waiting for their due time, unsorted */
+    req_t *spare;     /* finished requests kept for reuse (next_retry) */
+    size_t nspare;
     pathset_t known;  /* paths seen to exist in this session */
     int refusal;      /* code of the refusal `done` is reporting, or ZOK */
     struct ACL_vector *acl; /* of the znodes zkflow creates */
@@ -418,11 +431,29 @@ static void renew_session(zf_zk_t *zk) {
 static char tombstone;
 #define TOMBSTONE (&tombstone)
 
+/* Eight bytes at a time (a byte at a time cost more than the rest of
+ * planning an upsert), then mixed so that every byte reaches the low bits,
+ * which pick the slot: paths often differ only in their last bytes. */
 static uint64_t hash_path(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    size_t len = strlen(s), n = len;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w = 0;
+    for (; n >= 8; s += 8, n -= 8) {
+        memcpy(&w, s, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    if (n && len >= 8) {
+        memcpy(&w, s + n - 8, 8); /* the last 8 bytes, overlapping */
+    } else {
+        w = 0;
+        memcpy(&w, s, n); /* a path under 8 bytes */
+    }
+    h ^= w;
+    h ^= h >> 33; /* MurmurHash3's finalizer: every bit reaches the low ones */
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 33);
 }
 
 static void pathset_clear(pathset_t *set) {
@@ -521,18 +552,25 @@ static int create_flags(zf_create_mode_t mode) {
     return ZOO_PERSISTENT;
 }
 
+static void plan_op_free(plan_op_t *op) {
+    if (op->flags & PLAN_OWNED)
+        free((char *)op->path);
+}
+
 static void plan_clear(plan_t *p) {
     for (size_t i = 0; i < p->n; i++)
-        free(p->v[i].path);
+        plan_op_free(&p->v[i]);
     p->n = 0;
     p->deletes = 0;
 }
 
-/* Insert a plan op at position `at`, owning a copy of path. Out of memory
- * aborts: a half-built plan could not be applied correctly. */
-static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
-                        const char *path, const zf_op_t *src, size_t item,
-                        int flags, int depth) {
+/* Insert a plan op at position `at`. Its path is src->path itself when
+ * flags lack PLAN_OWNED; with PLAN_OWNED, path (malloc'd) becomes the
+ * plan's. Out of memory aborts: a half-built plan could not be applied
+ * correctly. */
+static void plan_put(plan_t *p, size_t at, zf_op_type_t type,
+                     const char *path, const zf_op_t *src, size_t item,
+                     int flags, int depth) {
     if (p->n == p->cap) {
         size_t cap = p->cap ? p->cap * 2 : 16;
         plan_op_t *v = realloc(p->v, cap * sizeof *v);
@@ -541,18 +579,33 @@ static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
         p->v = v;
         p->cap = cap;
     }
-    char *copy = strdup(path);
-    if (!copy)
-        abort();
-    memmove(&p->v[at + 1], &p->v[at], (p->n - at) * sizeof *p->v);
-    p->v[at] = (plan_op_t){type, copy, src, item, flags, depth};
+    if (at < p->n)
+        memmove(&p->v[at + 1], &p->v[at], (p->n - at) * sizeof *p->v);
+    p->v[at] = (plan_op_t){type, path, src, item, flags, depth};
     p->n++;
     p->deletes += type == ZF_OP_DELETE;
 }
 
+/* A plan op on the whole path of its script op (src->path, not copied). */
+static void plan_insert(plan_t *p, size_t at, zf_op_type_t type,
+                        const zf_op_t *src, size_t item, int flags,
+                        int depth) {
+    plan_put(p, at, type, src->path, src, item, flags & ~PLAN_OWNED, depth);
+}
+
+/* A plan op on another path (an ancestor, a listed child): a copy. */
+static void plan_insert_copy(plan_t *p, size_t at, zf_op_type_t type,
+                             const char *path, const zf_op_t *src,
+                             size_t item, int flags, int depth) {
+    char *copy = strdup(path);
+    if (!copy)
+        abort();
+    plan_put(p, at, type, copy, src, item, flags | PLAN_OWNED, depth);
+}
+
 static void plan_remove(plan_t *p, size_t at) {
     p->deletes -= p->v[at].type == ZF_OP_DELETE;
-    free(p->v[at].path);
+    plan_op_free(&p->v[at]);
     memmove(&p->v[at], &p->v[at + 1], (p->n - at - 1) * sizeof *p->v);
     p->n--;
 }
@@ -571,8 +624,60 @@ static void req_free(req_t *r) {
     free(r->zops);
     free(r->results);
     free(r->names);
-    free((void *)r->items);
+    free(r->items);
     free(r);
+}
+
+/* Spare requests kept: about one per partition with a batch in flight. */
+#define SPARE_MAX 64
+
+/* A zeroed request for n items, its items array with room for them; taken
+ * from the spares (keeping their buffers) when there is one. */
+static req_t *req_new(zf_zk_t *zk, size_t n) {
+    req_t *r = zk->spare;
+    if (r) {
+        zk->spare = r->next_retry;
+        zk->nspare--;
+        req_t keep = *r;
+        memset(r, 0, sizeof *r);
+        r->items = keep.items;
+        r->capitems = keep.capitems;
+        r->plan.v = keep.plan.v;
+        r->plan.cap = keep.plan.cap;
+        r->probes = keep.probes;
+        r->capprobes = keep.capprobes;
+        r->zops = keep.zops;
+        r->results = keep.results;
+        r->capzops = keep.capzops;
+        r->names = keep.names;
+        r->capnames = keep.capnames;
+    } else if (!(r = calloc(1, sizeof *r))) {
+        return NULL;
+    }
+    if (n > r->capitems) {
+        zf_zk_item_t *v = realloc(r->items, n * sizeof *v);
+        if (!v) {
+            req_free(r);
+            return NULL;
+        }
+        r->items = v;
+        r->capitems = n;
+    }
+    r->zk = zk;
+    return r;
+}
+
+/* A finished request: emptied and kept as a spare, or freed. */
+static void req_done(zf_zk_t *zk, req_t *r) {
+    if (zk->nspare >= SPARE_MAX) {
+        req_free(r);
+        return;
+    }
+    plan_clear(&r->plan);
+    probes_clear(r);
+    r->next_retry = zk->spare;
+    zk->spare = r;
+    zk->nspare++;
 }
 
 static probe_t *probe_find(req_t *r, const char *path) {
@@ -635,10 +740,17 @@ static void need_probe(req_t *r, const char *path) {
 /* Plan an upsert of op (item i) at the end of the plan. Returns 0, or -1 when
  * a probe is needed first. */
 static int plan_upsert(req_t *r, const zf_op_t *op, size_t item) {
+    /* The common case first: a known node, and no delete in the plan that
+     * could have removed it (as in known_at). */
+    if (!r->plan.deletes && pathset_has(&r->zk->known, op->path)) {
+        plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item,
+                    PLAN_UPSERT | PLAN_KNOWN, 0);
+        return 0;
+    }
     known_t k = known_at(r, op->path, r->plan.n);
     if (k == EXISTS) {
-        plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op->path, op, item,
-                    PLAN_UPSERT, 0);
+        plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item, PLAN_UPSERT,
+                    0);
         return 0;
     }
     if (k == UNKNOWN) {
@@ -666,15 +778,14 @@ static int plan_upsert(req_t *r, const zf_op_t *op, size_t item) {
             need_probe(r, path);
             missing = 1;
         } else if (a == ABSENT && !missing) {
-            plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, path, op, item,
-                        PLAN_EXISTS_OK | PLAN_PARENT, 0);
+            plan_insert_copy(&r->plan, r->plan.n, ZF_OP_CREATE, path, op,
+                             item, PLAN_EXISTS_OK | PLAN_PARENT, 0);
         }
         *slash = '/';
     }
     if (missing)
         return -1;
-    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op->path, op, item,
-                PLAN_UPSERT, 0);
+    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op, item, PLAN_UPSERT, 0);
     return 0;
 }
 
@@ -700,8 +811,7 @@ static int plan_build(req_t *r) {
                 if (k == UNKNOWN)
                     need_probe(r, op->path);
                 if (k != EXISTS) /* existing already: success, nothing to do */
-                    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op->path,
-                                op, item,
+                    plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op, item,
                                 op->mode == ZF_MODE_SEQUENTIAL
                                     ? 0
                                     : PLAN_EXISTS_OK,
@@ -710,15 +820,13 @@ static int plan_build(req_t *r) {
             case ZF_OP_DELETE:
                 k = op->recursive ? UNKNOWN : known_at(r, op->path, r->plan.n);
                 if (k != ABSENT) /* absent already: success */
-                    plan_insert(&r->plan, r->plan.n, ZF_OP_DELETE, op->path,
-                                op, item,
+                    plan_insert(&r->plan, r->plan.n, ZF_OP_DELETE, op, item,
                                 PLAN_ABSENT_OK |
                                     (op->recursive ? PLAN_RECURSIVE : 0),
                                 0);
                 break;
             default: /* set, check */
-                plan_insert(&r->plan, r->plan.n, op->type, op->path, op, item,
-                            0, 0);
+                plan_insert(&r->plan, r->plan.n, op->type, op, item, 0, 0);
                 break;
             }
         }
@@ -765,6 +873,9 @@ static void learn(zf_zk_t *zk, const req_t *r) {
         const plan_op_t *p = &r->plan.v[i];
         if (p->type == ZF_OP_DELETE)
             pathset_remove(&zk->known, p->path);
+        else if (p->flags & PLAN_KNOWN)
+            continue; /* in the set already (when not forgotten since,
+                         which only costs a probe) */
         else if ((p->type == ZF_OP_CREATE &&
                   p->src->mode != ZF_MODE_SEQUENTIAL) ||
                  p->type == ZF_OP_SET)
@@ -880,7 +991,7 @@ static void finish(zf_zk_t *zk, req_t *r, int rc) {
         r->done(r->items[i].ctx, err, why);
         zk->refusal = ZOK;
     }
-    req_free(r);
+    req_done(zk, r);
 }
 
 const char *zf_zk_refusal(const zf_zk_t *zk) {
@@ -1021,10 +1132,10 @@ static void listing_done(zf_zk_t *zk, req_t *r, listing_t *l, int rc) {
                 abort();
             snprintf(child, n, "%s/%s", strcmp(l->path, "/") ? l->path : "",
                      l->names[i]);
-            plan_insert(&r->plan, at, ZF_OP_DELETE, child, r->plan.v[at].src,
-                        r->plan.v[at].item, PLAN_ABSENT_OK, l->depth + 1);
-            list_children(zk, r, child, l->depth + 1);
-            free(child);
+            plan_put(&r->plan, at, ZF_OP_DELETE, child, r->plan.v[at].src,
+                     r->plan.v[at].item, PLAN_ABSENT_OK | PLAN_OWNED,
+                     l->depth + 1);
+            list_children(zk, r, child, l->depth + 1); /* owned by the plan */
         }
     } else if (rc != ZNONODE && !r->first_err) {
         r->first_err = rc; /* NONODE: already gone, nothing below it */
@@ -1100,19 +1211,31 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         post(zk, r, ZOK, NULL, NULL);
         return;
     }
-    free(r->zops);
-    free(r->results);
-    free(r->names);
     /* The client writes each created node's name into a buffer; only
-     * creates need one (512 bytes each: most batches are all sets). */
+     * creates need one (512 bytes each: most batches are all sets). The
+     * arrays stay with the request (and its successors: req_new). */
     size_t ncreates = 0, k = 0;
     for (size_t i = 0; i < n; i++)
         ncreates += r->plan.v[i].type == ZF_OP_CREATE;
-    r->zops = calloc(total, sizeof *r->zops);
-    r->results = calloc(total, sizeof *r->results);
-    r->names = ncreates ? malloc(ncreates * sizeof *r->names) : NULL;
-    if (!r->zops || !r->results || (ncreates && !r->names))
-        abort();
+    if (total > r->capzops) {
+        free(r->zops);
+        free(r->results);
+        r->zops = malloc(total * sizeof *r->zops);
+        r->results = malloc(total * sizeof *r->results);
+        if (!r->zops || !r->results)
+            abort();
+        r->capzops = total;
+    }
+    if (ncreates > r->capnames) {
+        free(r->names);
+        if (!(r->names = malloc(ncreates * sizeof *r->names)))
+            abort();
+        r->capnames = ncreates;
+    }
+    /* Zeroed as before each multi: a multi that fails before the server
+     * answers leaves them as they are (ZOK), which multi_done relies on. */
+    memset(r->zops, 0, total * sizeof *r->zops);
+    memset(r->results, 0, total * sizeof *r->results);
     for (size_t i = 0; i < n; i++) {
         const plan_op_t *p = &r->plan.v[i];
         const zf_op_t *src = p->src;
@@ -1187,6 +1310,7 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
         /* The node (or a parent) is absent: create the ancestors too. */
         pathset_remove(&zk->known, p->path);
         p->type = ZF_OP_CREATE;
+        p->flags &= ~PLAN_KNOWN;
         char *path = strdup(p->path);
         const zf_op_t *src = p->src;
         size_t item = p->item, at = i;
@@ -1195,8 +1319,8 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
         for (char *slash = strchr(path + 1, '/'); slash;
              slash = strchr(slash + 1, '/')) {
             *slash = '\0';
-            plan_insert(&r->plan, at++, ZF_OP_CREATE, path, src, item,
-                        PLAN_EXISTS_OK | PLAN_PARENT, 0);
+            plan_insert_copy(&r->plan, at++, ZF_OP_CREATE, path, src, item,
+                             PLAN_EXISTS_OK | PLAN_PARENT, 0);
             *slash = '/';
         }
         free(path);
@@ -1394,15 +1518,12 @@ int zf_zk_batchable(const zf_oplist_t *ops) {
 
 void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
                  zf_zk_fence_t *fence, zf_zk_done_fn *done) {
-    req_t *r = calloc(1, sizeof *r);
-    zf_zk_item_t *copy = malloc(n * sizeof *copy);
-    if (!r || !copy) {
+    req_t *r = req_new(zk, n);
+    if (!r) {
         zf_error("zookeeper", "out of memory");
         abort();
     }
-    memcpy(copy, items, n * sizeof *copy);
-    r->zk = zk;
-    r->items = copy;
+    memcpy(r->items, items, n * sizeof *items);
     r->nitems = n;
     r->failed_item = n;
     r->done = done;
@@ -1618,6 +1739,11 @@ void zf_zk_destroy(zf_zk_t *zk) {
     while (zk->retries) {
         req_t *r = zk->retries;
         zk->retries = r->next_retry;
+        req_free(r);
+    }
+    while (zk->spare) {
+        req_t *r = zk->spare;
+        zk->spare = r->next_retry;
         req_free(r);
     }
     pathset_clear(&zk->known);

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,81 @@ static void test_paths(void **state) {
     assert_false(path_ok("/a\nb"));
     char err[128];
     assert_int_equal(zf_path_check("/a\0b", 4, err, sizeof err), ZF_ERECORD);
+}
+
+/* zf_path_check as first written, a byte at a time: the reference for
+ * the word-at-a-time one. */
+static int path_ok_slowly(const char *path, size_t len) {
+    if (len == 0 || path[0] != '/')
+        return 0;
+    if (len == 1)
+        return 1;
+    if (path[len - 1] == '/')
+        return 0;
+    size_t comp = 1;
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && path[i] != '/') {
+            unsigned char c = (unsigned char)path[i];
+            if (c < 0x20 || c == 0x7f)
+                return 0;
+            continue;
+        }
+        size_t clen = i - comp;
+        if (clen == 0 || (clen == 1 && path[comp] == '.') ||
+            (clen == 2 && path[comp] == '.' && path[comp + 1] == '.'))
+            return 0;
+        comp = i + 1;
+    }
+    return 1;
+}
+
+/* Many paths of every length up to 40 from bytes that matter ('/', '.',
+ * control characters, 0x7f, 0x80 and up, letters): the same verdict as
+ * the reference, and a control character reported at its own byte. */
+static void test_paths_against_reference(void **state) {
+    (void)state;
+    static const unsigned char bytes[] = {'/', '/', '.', '.', 'a', 'Z', '0',
+                                          0x00, 0x01, 0x1f, 0x20, 0x7e,
+                                          0x7f, 0x80, 0x9f, 0xe9, 0xff, '-'};
+    unsigned seed = 12345;
+    char err[128];
+    for (int round = 0; round < 200000; round++) {
+        char buf[48];
+        size_t len = (size_t)(round % 41);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[i] = (char)bytes[(seed >> 16) % sizeof bytes];
+        }
+        if (len && round % 3)
+            buf[0] = '/';
+        /* Mostly valid paths too: control bytes replaced, no '//'. */
+        if (round % 5 == 0)
+            for (size_t i = 1; i < len; i++)
+                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f ||
+                    (buf[i] == '/' && buf[i - 1] == '/') || buf[i] == '.')
+                    buf[i] = 'x';
+        /* ... and some of those spoilt by one control character. */
+        static const char ctl[] = {0x00, 0x01, 0x1f, 0x7f};
+        if (round % 10 == 0 && len > 1) {
+            seed = seed * 1103515245u + 12345u;
+            buf[1 + (seed >> 16) % (len - 1)] = ctl[(seed >> 8) % 4];
+        }
+        buf[len] = '\0';
+        int want = path_ok_slowly(buf, len);
+        zf_err_t got = zf_path_check(buf, len, err, sizeof err);
+        if ((got == ZF_OK) != want)
+            fail_msg("round %d, %zu bytes: got %d, want %d", round, len,
+                     (int)got, want);
+        size_t first = 0;
+        for (size_t i = 1; i < len && !first; i++)
+            if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
+                first = i;
+        if (got != ZF_OK && strstr(err, "control character")) {
+            char want_err[64];
+            snprintf(want_err, sizeof want_err, "at byte %zu", first);
+            assert_non_null(strstr(err, want_err));
+        }
+    }
 }
 
 static void test_under(void **state) {
@@ -185,6 +261,76 @@ static void test_oplist(void **state) {
     assert_null(l.ops);
 }
 
+/* A packed list: one op and its strings in one allocation, read like any
+ * list, validated, freed whole; pushing a second op gives the first one
+ * strings of its own; a cleared list (buffer kept) can be packed again. */
+static void test_packed(void **state) {
+    (void)state;
+    char err[256];
+    zf_oplist_t l = {0};
+    zf_op_t *op = zf_oplist_push_packed(&l, "/a/bX", 4, "d\0e", 3);
+    assert_non_null(op);
+    assert_int_equal(l.n, 1);
+    assert_true(l.packed);
+    assert_ptr_equal(op, &l.ops[0]);
+    assert_int_equal(op->version, ZF_VERSION_ANY);
+    assert_int_equal(op->type, ZF_OP_UPSERT);
+    assert_string_equal(op->path, "/a/b");
+    assert_int_equal(op->datalen, 3);
+    assert_memory_equal(op->data, "d\0e", 4); /* NUL-terminated too */
+    assert_null(zf_oplist_push_packed(&l, "/c", 2, NULL, 0)); /* not empty */
+    assert_int_equal(zf_oplist_validate(&l, "/a", ZF_OP_ALL, err, sizeof err),
+                     ZF_OK);
+    assert_int_equal(zf_oplist_validate(&l, "/b", ZF_OP_ALL, err, sizeof err),
+                     ZF_ERECORD);
+
+    zf_op_t *b = zf_oplist_push(&l);
+    assert_non_null(b);
+    assert_false(l.packed);
+    assert_int_equal(l.n, 2);
+    b->path = strdup("/a/c");
+    assert_string_equal(l.ops[0].path, "/a/b");
+    assert_memory_equal(l.ops[0].data, "d\0e", 4);
+    assert_int_equal(l.ops[0].datalen, 3);
+    zf_oplist_clear(&l); /* keeps the buffer */
+    assert_non_null(l.ops);
+
+    op = zf_oplist_push_packed(&l, "/x", 2, NULL, 0);
+    assert_non_null(op);
+    assert_null(op->data);
+    assert_int_equal(op->datalen, 0);
+    assert_string_equal(op->path, "/x");
+    zf_oplist_clear(&l);
+    assert_int_equal(l.n, 0);
+    assert_false(l.packed);
+    assert_non_null(zf_oplist_push_packed(&l, "/y", 2, "", 0));
+    assert_non_null(l.ops[0].data);
+    assert_string_equal(l.ops[0].data, "");
+    zf_oplist_free(&l);
+    assert_null(l.ops);
+    assert_int_equal(l.cap, 0);
+
+    /* A small list's memory goes to the next one; a big one's (its data
+     * over the size kept) is its own, and packed all the same. */
+    assert_non_null(zf_oplist_push_packed(&l, "/s", 2, "1", 1));
+    const zf_op_t *was = l.ops;
+    zf_oplist_free(&l);
+    assert_non_null(zf_oplist_push_packed(&l, "/t", 2, "22", 2));
+    assert_ptr_equal(l.ops, was);
+    assert_string_equal(l.ops[0].data, "22");
+    zf_oplist_free(&l);
+    char big[1000];
+    memset(big, 'b', sizeof big);
+    assert_non_null(zf_oplist_push_packed(&l, "/u", 2, big, sizeof big));
+    assert_true(l.packed);
+    assert_int_equal(l.ops[0].datalen, sizeof big);
+    assert_memory_equal(l.ops[0].data, big, sizeof big);
+    assert_non_null(zf_oplist_push(&l)); /* unpacks the big one */
+    assert_memory_equal(l.ops[0].data, big, sizeof big);
+    l.ops[1].path = strdup("/v");
+    zf_oplist_free(&l);
+}
+
 /* A record of one op (no version) in list l. */
 static void one_op(zf_oplist_t *l, zf_op_type_t type, const char *path) {
     zf_op_t *op = zf_oplist_push(l);
@@ -254,11 +400,13 @@ static void test_coalesce(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_paths_against_reference),
         cmocka_unit_test(test_under),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_oplist),
+        cmocka_unit_test(test_packed),
         cmocka_unit_test(test_coalesce),
     };
     return cmocka_run_group_tests_name("op", tests, NULL, NULL);

@@ -54,8 +54,14 @@ static zf_oplist_t run_ops(const char *text, const zf_record_t *r) {
 static zf_op_t run_op(const char *text, const zf_record_t *r) {
     zf_oplist_t l = run_ops(text, r);
     assert_int_equal(l.n, 1);
+    /* A copy with strings of its own: the list may be packed. */
     zf_op_t op = l.ops[0];
-    free(l.ops);
+    op.path = strdup(op.path);
+    if (op.data) {
+        op.data = malloc(op.datalen + 1);
+        memcpy(op.data, l.ops[0].data, op.datalen + 1);
+    }
+    zf_oplist_free(&l);
     return op;
 }
 

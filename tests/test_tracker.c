@@ -168,11 +168,50 @@ static void test_next_queued(void **state) {
     zf_partition_destroy(p);
 }
 
+/* Released and dropped entries are reused for later records, each as
+ * good as new: no ops, no kept record, QUEUED, in the right partition. */
+static void test_entries_reused(void **state) {
+    (void)state;
+    zf_partition_t *p = zf_partition_new("t", 0);
+    assert_non_null(p);
+    zf_entry_t *a = zf_partition_push(p, 1);
+    zf_entry_t *b = zf_partition_push(p, 2);
+    assert_non_null(zf_oplist_push_packed(&a->ops, "/a", 2, "x", 1));
+    zf_record_t rec = {.topic = "t", .value = "v", .value_len = 1};
+    assert_int_equal(zf_entry_keep(a, &rec), 0);
+    zf_entry_sent(a);
+    zf_entry_applied(a);
+    assert_int_equal(zf_partition_release(p), 1);
+    assert_int_equal(p->committable, 2);
+    zf_entry_t *c = zf_partition_push(p, 3);
+    assert_ptr_equal(c, a); /* a's memory, reused */
+    assert_int_equal(c->offset, 3);
+    assert_int_equal(c->state, ZF_ENTRY_QUEUED);
+    assert_int_equal(c->ops.n, 0);
+    assert_null(c->ops.ops);
+    assert_null(c->kept);
+    assert_null(c->next);
+    assert_ptr_equal(c->part, p);
+    assert_ptr_equal(p->head, b);
+    assert_ptr_equal(p->tail, c);
+    assert_ptr_equal(b->next, c);
+    assert_ptr_equal(zf_partition_next_queued(p), b);
+    zf_partition_drop_queued(p); /* b and c */
+    assert_null(p->head);
+    assert_int_equal(p->nentries, 0);
+    zf_entry_t *d = zf_partition_push(p, 4);
+    assert_true(d == b || d == c);
+    assert_ptr_equal(p->head, d);
+    assert_ptr_equal(zf_partition_next_queued(p), d);
+    zf_partition_destroy(p); /* frees held and spare entries alike */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dead_holds_commit),
         cmocka_unit_test(test_keep_copies_the_record),
         cmocka_unit_test(test_next_queued),
+        cmocka_unit_test(test_entries_reused),
     };
     return cmocka_run_group_tests_name("tracker", tests, NULL, NULL);
 }

@@ -2,8 +2,9 @@
  *
  * A record's transform yields an op list: zero ops (skip), one op, or several
  * ops that are applied atomically (one ZooKeeper multi). Lists own their ops,
- * ops own their strings. Ops are produced by the script module, validated
- * here, and executed by the zk module. */
+ * ops own their strings (or, in a packed list, the list owns its one op and
+ * its strings as one allocation). Ops are produced by the script module,
+ * validated here, and executed by the zk module. */
 #ifndef ZKFLOW_OP_H
 #define ZKFLOW_OP_H
 
@@ -50,6 +51,8 @@ typedef struct zf_oplist {
     zf_op_t *ops;
     size_t n;
     size_t cap;
+    int packed; /* nonzero: ops holds one op followed by its path and data,
+                   all one allocation (see zf_oplist_push_packed) */
 } zf_oplist_t;
 
 /* ZooKeeper refuses requests over jute.maxbuffer (1 MiB - 1 by default), and
@@ -105,8 +108,21 @@ size_t zf_oplist_coalesce(const zf_oplist_t **lists, size_t n,
                           unsigned char *drop);
 
 /* Append a zeroed op (version ZF_VERSION_ANY) and return it; NULL when out
- * of memory. */
+ * of memory. On a packed list, its op first gets strings of its own. */
 zf_op_t *zf_oplist_push(zf_oplist_t *l);
+
+/* Make the empty list l hold one op, zeroed as by zf_oplist_push, with a
+ * copy of path[0..plen) as its path and, unless data is NULL, a copy of
+ * data[0..datalen) as its data (both NUL-terminated), in one allocation
+ * with the op itself: the commonest record (one op from a path and a
+ * payload) costs one allocation instead of three. The list is packed: its
+ * op's path and data must not be freed or replaced on their own (only
+ * through zf_oplist_clear / zf_oplist_free). Small lists reuse the memory
+ * of lists freed before (up to 1 MiB of it is kept; thread-safe). Returns
+ * the op; NULL when out of memory or when l is not empty (l is unchanged
+ * then). */
+zf_op_t *zf_oplist_push_packed(zf_oplist_t *l, const char *path, size_t plen,
+                               const char *data, size_t datalen);
 
 /* Free every op and empty the list (its buffer is kept for reuse). */
 void zf_oplist_clear(zf_oplist_t *l);
@@ -114,7 +130,8 @@ void zf_oplist_clear(zf_oplist_t *l);
 /* zf_oplist_clear, then free the buffer; the list may be reused after. */
 void zf_oplist_free(zf_oplist_t *l);
 
-/* Free what the op owns and zero it; accepts a zeroed op. */
+/* Free what the op owns and zero it; accepts a zeroed op. Never on the op
+ * of a packed list. */
 void zf_op_clear(zf_op_t *op);
 
 #endif

@@ -54,6 +54,9 @@ typedef struct zf_partition {
     int blocked;           /* a record failed here: send nothing after it */
     zf_zk_fence_t fence;   /* exactly-once: its position znode (path owned;
                               NULL with at-least-once) */
+    zf_entry_t *spare;     /* entries released, kept for reuse (owned; only
+                              the functions below touch them) */
+    size_t nspare;
 } zf_partition_t;
 
 /* New empty partition state; NULL when out of memory. */
