@@ -54,7 +54,6 @@
 typedef struct dec {
     lua_State *L;
     const char *data; /* the text; data[len] is NUL (a Lua string) */
-    const char *end;  /* data + len */
     const char *p;    /* next byte */
     int depth;
     char *scratch; /* SCRATCH_SLOT's userdata, for strings with escapes */
@@ -73,24 +72,6 @@ static const char unescape[256] = {
     ['"'] = '"', ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b', ['f'] = '\f',
     ['n'] = '\n', ['r'] = '\r', ['t'] = '\t', ['u'] = 'u',
 };
-
-/* Eight bytes at a time: a word with a bit set in each byte that is b
- * (lowest such byte exact; higher ones may be false positives). */
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-static inline uint64_t load8(const char *p) {
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-static inline uint64_t zero_bytes(uint64_t v) { return (v - ONES) & ~v & HIGHS; }
-static inline uint64_t bytes_eq(uint64_t v, unsigned char b) {
-    return zero_bytes(v ^ (ONES * b));
-}
-/* Bytes below n (n <= 128). */
-static inline uint64_t bytes_below(uint64_t v, unsigned char n) {
-    return (v - ONES * n) & ~v & HIGHS;
-}
 
 static inline const char *skip_ws(const char *p) {
     while (is_ws[(unsigned char)*p])
@@ -303,23 +284,8 @@ parse_escaped(dec_t *d, const char *expected, const char *start,
  * errors ("value" or "object key string"). [-0, +1] */
 static void parse_string(dec_t *d, const char *expected) {
     const char *start = d->p + 1, *s = start;
-    /* Most strings are short: byte by byte first, then whole words while
-     * they are inside the text. */
-    for (int i = 0; i < 16; i++, s++)
-        if (str_stop[(unsigned char)*s])
-            goto scanned;
-    while (s + 8 <= d->end) {
-        uint64_t v = load8(s);
-        uint64_t m = bytes_eq(v, '"') | bytes_eq(v, '\\') | zero_bytes(v);
-        if (m) {
-            s += __builtin_ctzll(m) / 8;
-            break;
-        }
-        s += 8;
-    }
     while (!str_stop[(unsigned char)*s])
         s++;
-scanned:
     if (*s == '"') {
         lua_pushlstring(d->L, start, (size_t)(s - start));
         d->p = s + 1;
@@ -541,7 +507,7 @@ static int json_decode(lua_State *L) {
     if (len >= 2 && (!s[0] || !s[1]))
         luaL_error(L, "JSON parser does not support UTF-16 or UTF-32");
     lua_pushnil(L); /* SCRATCH_SLOT */
-    dec_t d = {.L = L, .data = s, .end = s + len, .p = skip_ws(s)};
+    dec_t d = {.L = L, .data = s, .p = skip_ws(s)};
     parse_value(&d);
     d.p = skip_ws(d.p);
     if (*d.p != '\0')
@@ -603,23 +569,10 @@ static void put_string(enc_t *e, const char *s, size_t len) {
          * does not reserve six times its size at once. */
         size_t n = len < 1024 ? len : 1024;
         char *o = reserve(e, n * 6), *o0 = o;
-        size_t i = 0;
-        while (i < n) {
-            /* A word without a byte to escape is copied as it is. */
-            if (n >= 32 && i + 8 <= n) {
-                uint64_t v = load8(s + i);
-                if (!(bytes_below(v, 0x20) | bytes_eq(v, '"') |
-                      bytes_eq(v, '/') | bytes_eq(v, '\\') |
-                      bytes_eq(v, 0x7f))) {
-                    memcpy(o, s + i, 8);
-                    o += 8;
-                    i += 8;
-                    continue;
-                }
-            }
-            const char *esc = escapes[(unsigned char)s[i++]];
+        for (size_t i = 0; i < n; i++) {
+            const char *esc = escapes[(unsigned char)s[i]];
             if (!esc) {
-                *o++ = s[i - 1];
+                *o++ = s[i];
             } else {
                 size_t el = esc[1] == 'u' ? 6 : 2;
                 memcpy(o, esc, el);
