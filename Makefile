@@ -6,8 +6,7 @@ PKGS    := rdkafka luajit inih jansson libmicrohttpd
 # Expanded when a recipe runs, i.e. after `deps` has installed pkg-config and
 # the libraries on a fresh machine.
 DEPS_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-DEPS_LIBS   = $(shell pkg-config --libs $(PKGS)) -llua5.1-cjson \
-              -lzookeeper_mt -lpthread
+DEPS_LIBS   = $(shell pkg-config --libs $(PKGS)) -lzookeeper_mt -lpthread
 ZF_CFLAGS = -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude \
             $(DEPS_CFLAGS) -MMD -MP
 BUILD   := build
@@ -45,6 +44,10 @@ $(BUILD)/zktree: scripts/zktree.c | $(BUILD)/obj
 
 $(BUILD)/test_%: tests/test_%.c $(LIB_OBJS) | $(BUILD)/obj
 	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) -lcmocka $(LDFLAGS)
+
+# lua-cjson only for this test, which compares zkflow's json module with it.
+$(BUILD)/test_json: tests/test_json.c $(LIB_OBJS) | $(BUILD)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) -llua5.1-cjson -lcmocka $(LDFLAGS)
 
 # Everything compiled lands here, so installing the packages comes first.
 $(BUILD)/obj: | deps

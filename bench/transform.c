@@ -1,8 +1,10 @@
 /* The per-record cost of running a transform, without Kafka or ZooKeeper.
  *
  * Two mappings (a trivial one and one that decodes a ~70-byte JSON value),
- * plus a Lua-heavy one that shows what the time limit costs when
- * the script itself does most of the work. Each runs:
+ * a Lua-heavy one that shows what the time limit costs when the script
+ * itself does most of the work, and "devices": bench/devices.lua on
+ * 200-byte values shaped as bench/run.sh's (json.decode + json.encode).
+ * Each runs:
  *
  *   - through the sandbox API directly (a C function that builds the record
  *     table, calls the transform and reads its results, run by
@@ -23,7 +25,6 @@
  * (callgrind.out.PID.1 to .7 follow the order of the printed rows). */
 #include <lauxlib.h>
 #include <lua.h>
-#include <lua5.1/lua-cjson.h>
 #include <lualib.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "zkflow/json.h"
 #include "zkflow/op.h"
 #include "zkflow/sandbox.h"
 #include "zkflow/script.h"
@@ -61,14 +63,30 @@ static const mapping_t mappings[] = {
      "  return '/h/' .. h, r.value\n"
      "end\n",
      1, 0},
+    /* bench/devices.lua on values shaped as bench/run.sh makes them. */
+    {"devices",
+     "local json = require('json')\n"
+     "return function(rec)\n"
+     "  local ev = json.decode(rec.value)\n"
+     "  return '/bench/devices/' .. ev.id,\n"
+     "         json.encode({ status = ev.status, site = ev.site, seq = ev.seq,"
+     " fw = ev.fw })\n"
+     "end\n",
+     0, 0},
 };
 #define NMAPPINGS (sizeof mappings / sizeof mappings[0])
 
-/* 1000 distinct records, reused round robin. */
+/* 1000 distinct records, reused round robin; dev_recs have the 200-byte
+ * values of bench/run.sh, for the "devices" mapping. */
 #define NRECS 1000
-static zf_record_t recs[NRECS];
+static zf_record_t recs[NRECS], dev_recs[NRECS];
 static char keys[NRECS][16];
 static char values[NRECS][128];
+static char dev_values[NRECS][256];
+
+static const zf_record_t *records_for(const mapping_t *m) {
+    return strcmp(m->name, "devices") == 0 ? dev_recs : recs;
+}
 
 static void make_records(void) {
     static const char *const sites[] = {"berlin", "lisbon", "oslo", "rome"};
@@ -87,6 +105,24 @@ static void make_records(void) {
             .value = values[i],
             .value_len = strlen(values[i]),
         };
+        /* As bench/run.sh's generate(), padded to 200 bytes. */
+        int n = snprintf(dev_values[i], sizeof dev_values[i],
+                         "{\"id\":\"dev-%d\",\"seq\":%d,\"ts\":%.0f,"
+                         "\"status\":\"%s\",\"site\":\"site-%d\","
+                         "\"fw\":\"1.%d.%d\",\"temp\":%.1f,\"battery\":%d,"
+                         "\"note\":\"",
+                         i, i, 1795820543500.0 + i, i % 10 ? "online" : "offline",
+                         i % 37, i % 4, i % 10, 15 + (i % 200) / 10.0,
+                         100 - i % 100);
+        snprintf(dev_values[i] + n, sizeof dev_values[i] - (size_t)n,
+                 "%.*s\"}", 200 - 2 - n,
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        dev_recs[i] = recs[i];
+        dev_recs[i].key = keys[i];
+        dev_recs[i].value = dev_values[i];
+        dev_recs[i].value_len = strlen(dev_values[i]);
     }
 }
 
@@ -171,7 +207,7 @@ __attribute__((noinline)) static double run_api(const setup_t *su,
         luaL_openlibs(L);
         lua_getglobal(L, "package");
         lua_getfield(L, -1, "preload");
-        lua_pushcfunction(L, luaopen_cjson);
+        lua_pushcfunction(L, zf_json_open);
         lua_setfield(L, -2, "json");
         lua_pop(L, 2);
     } else {
@@ -187,7 +223,7 @@ __attribute__((noinline)) static double run_api(const setup_t *su,
     call_t c = {.fn_ref = luaL_ref(L, LUA_REGISTRYINDEX)};
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
-        c.rec = &recs[i % NRECS];
+        c.rec = &records_for(m)[i % NRECS];
         c.offset = i;
         lua_pushcfunction(L, call_transform);
         lua_pushlightuserdata(L, &c);
@@ -220,7 +256,7 @@ run_script(const zf_script_opts_t *opts, const mapping_t *m, long n) {
     zf_oplist_t out = {0};
     double t0 = now_s();
     for (long i = 0; i < n; i++) {
-        zf_record_t rec = recs[i % NRECS];
+        zf_record_t rec = records_for(m)[i % NRECS];
         rec.offset = i;
         if (zf_script_transform(s, &rec, &out, err, sizeof err) != ZF_OK) {
             fprintf(stderr, "record %ld: ", i);
@@ -258,7 +294,7 @@ int main(int argc, char **argv) {
         else {
             fprintf(stderr,
                     "usage: %s [-n RECORDS] [-r REPEATS] [-m trivial|json|"
-                    "lua-heavy]\n",
+                    "lua-heavy|devices]\n",
                     argv[0]);
             return 2;
         }

@@ -83,7 +83,6 @@
 
 #include <errno.h>
 #include <lauxlib.h>
-#include <lua5.1/lua-cjson.h>
 #include <luajit.h>
 #include <lualib.h>
 #include <pthread.h>
@@ -97,6 +96,7 @@
 #include <unistd.h>
 
 #include "zkflow/clock.h"
+#include "zkflow/json.h"
 #include "zkflow/log.h"
 
 /* The signal the watchdog sends to a thread running an overdue call.
@@ -687,15 +687,7 @@ static int open_env(lua_State *L) {
     lua_setglobal(L, "print");
 
     /* require: json and zk, each loaded once. */
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_call(L, 0, 1);
-    /* json.encode with cjson's buffer not kept leaks that (malloc'ed)
-     * buffer when pushing the result fails on the memory limit: keep the
-     * default, and offer no json.new, whose instances could change it. */
-    lua_pushnil(L);
-    lua_setfield(L, -2, "encode_keep_buffer");
-    lua_pushnil(L);
-    lua_setfield(L, -2, "new");
+    zf_json_open(L);
     if (luaL_loadbuffer(L, zk_module_src, sizeof zk_module_src - 1, "=zk"))
         return lua_error(L);
     lua_call(L, 0, 1);

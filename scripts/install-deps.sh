@@ -9,7 +9,8 @@ set -euo pipefail
 PACKAGES=(
     build-essential pkg-config
     librdkafka-dev libzookeeper-mt-dev libluajit-5.1-dev libinih-dev
-    lua-cjson-dev libcmocka-dev libjansson-dev libmicrohttpd-dev valgrind
+    libcmocka-dev libjansson-dev libmicrohttpd-dev valgrind
+    lua-cjson-dev   # tests/test_json.c only: compares engine/json.c with it
     kcat zookeeper maven default-jre-headless   # services.sh (Kafka 4 needs Java 17)
     netcat-openbsd procps time
     man-db groff-base systemd   # tests/install.sh: man -l, groff, systemd-analyze verify

@@ -14,8 +14,8 @@
  *   "NAME: message" (control characters escaped, cut at 2000 bytes); at most
  *   10 lines a second per sandbox, then one WARN line with the number
  *   dropped once logging resumes (or when the sandbox is destroyed);
- * - require("json") (lua-cjson; "cjson" is the same module, without new
- *   and encode_keep_buffer) and require("zk") (op table constructors:
+ * - require("json") (json.h: decode, encode, null, as lua-cjson's; "cjson"
+ *   is the same module) and require("zk") (op table constructors:
  *   upsert, set, create, delete, check); any other name raises "module 'X'
  *   is not available to zkflow scripts (available: json, zk)".
  * No io, package, debug, ffi or jit, nothing else of os. Only source text is
@@ -43,8 +43,7 @@
  *   like may return EINTR on a thread that ran an overdue call.
  * - memory: every byte the state allocates counts, including the ~35 KB
  *   of the environment itself; an allocation that would pass the limit is
- *   refused. Not counted: the malloc'ed buffers of lua-cjson (json.encode
- *   keeps one as large as its largest output) and the C stack.
+ *   refused. Not counted: the C stack.
  * Once a limit is hit, every further VM instruction of the call raises the
  * limit's error again, so pcall, xpcall or coroutine.resume cannot swallow
  * it, and the call fails even if the script returns. The state stays
