@@ -1,6 +1,6 @@
 /* The per-record cost of running a transform, without Kafka or ZooKeeper.
  *
- * Two mappings (a trivial one and one that decodes a ~70-byte JSON value),
+ * Four mappings: a trivial one, one that decodes a ~70-byte JSON value,
  * a Lua-heavy one that shows what the time limit costs when the script
  * itself does most of the work, and "devices": bench/devices.lua on
  * 200-byte values shaped as bench/run.sh's (json.decode + json.encode).
