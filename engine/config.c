@@ -66,7 +66,7 @@ static const config_key_t keys[] = {
      0, 0, NULL,
      "exactly_once: positions are kept in OFFSETS_ROOT/GROUP/TOPIC/PARTITION"},
     {"engine", "max_queued_records", KEY_INT, CFG(max_queued_records),
-     "20000", 1, 1000000, NULL,
+     "10000", 1, 1000000, NULL,
      "records waiting per partition before it is paused (backpressure)"},
     {"engine", "batch_max_ops", KEY_INT, CFG(batch_max_ops), "100", 1, 10000,
      NULL, "ops of consecutive records sent together as one ZooKeeper multi"},

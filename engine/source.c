@@ -257,12 +257,16 @@ static rd_kafka_conf_t *make_conf(const zf_config_t *cfg, int exit_on_eof,
          conf_set(conf, "partition.assignment.strategy", "cooperative-sticky",
                   why, sizeof why)) ||
         /* zkflow queues records itself (max_queued_records); librdkafka's
-         * default prefetch of 64 MB on top of that only costs memory. In
-         * the bench (1M records of 200 bytes) peak RSS went 95 -> 70 -> 40
-         * MB for 16, 8 and 4 MB, at the same rate down to 8 MB; at 4 MB the
-         * refills came too late and the rate fell by a third. */
+         * default prefetch of 64 MB on top of that only costs memory. The
+         * cap counts the consumer queue all partitions share, and
+         * librdkafka 2.0 refetches for a full queue only when its broker
+         * thread next wakes (up to a second later), so a small cap starves
+         * the engine. Bench (1M records of 200 bytes, 6 partitions, with
+         * max_queued_records 10000), seconds and peak RSS: 8 MB 19.3 s /
+         * 77-84 MB; 12 MB 15.3 s / 81 MB; 16 MB 13.3-15.3 s / 92-94 MB;
+         * 64 MB 9.8-15.3 s / 117-121 MB. */
         (!has_key(cfg, "queued.max.messages.kbytes") &&
-         conf_set(conf, "queued.max.messages.kbytes", "8192", why,
+         conf_set(conf, "queued.max.messages.kbytes", "12288", why,
                   sizeof why)) ||
         conf_set(conf, "enable.auto.offset.store", "false", why, sizeof why) ||
         (exit_on_eof &&

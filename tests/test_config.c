@@ -211,7 +211,7 @@ static void test_script_keys(void **state) {
     assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
     assert_int_equal(cfg->batch_max_ops, 50);
     assert_int_equal(cfg->batch_max_bytes, 512000); /* default */
-    assert_int_equal(cfg->max_queued_records, 20000);
+    assert_int_equal(cfg->max_queued_records, 10000);
     const zf_script_conf_t *sc = &cfg->scripts[0];
     assert_int_equal(sc->ops, ZF_OP_BIT(ZF_OP_SET) | ZF_OP_BIT(ZF_OP_DELETE));
     assert_int_equal(sc->timeout_ms, 0);
