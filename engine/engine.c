@@ -24,6 +24,10 @@
 
 /* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
 #define TAKE_BATCH 512
+/* How long zkflow stops taking records, leaving them in librdkafka's queue,
+ * when a partition has max_queued_records waiting, before it pauses that
+ * partition instead (see take_records). */
+#define HOLD_MS 1000
 /* How long the final offset commit may take before zkflow gives up on it. */
 #define COMMIT_WAIT_MS 30000
 
@@ -53,6 +57,8 @@ typedef struct engine {
     zf_dlq_t *dlq;      /* dead-letter producer, made when first needed */
     uint64_t batches;   /* multis (or solo writes) sent */
     uint64_t coalesced; /* records left out of their batch by coalescing */
+    zf_partition_t *full; /* has max_queued_records waiting, or NULL */
+    int64_t full_since;   /* since then (ms) */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -213,6 +219,8 @@ static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
                 break;
             }
         }
+        if (e->full == p)
+            e->full = NULL;
         zf_partition_destroy(p);
     }
 }
@@ -433,11 +441,37 @@ static void take_record(engine_t *e, const zf_record_t *rec) {
                       "skipped");
     }
     if (!p->paused && p->nentries >= (size_t)e->cfg->max_queued_records) {
+        if (!e->full) {
+            e->full = p;
+            e->full_since = zf_now_ms();
+        }
+        if (zf_now_ms() - e->full_since < HOLD_MS)
+            return; /* take_records holds off first */
         zf_debug(LOG, "%s [%d]: %zu records waiting: pausing", p->topic,
                  (int)p->partition, p->nentries);
         zf_source_pause(e->src, p->topic, p->partition, 1);
         p->paused = 1;
     }
+}
+
+/* Whether to leave records in librdkafka's queue for now: a partition has
+ * max_queued_records waiting, for less than HOLD_MS. Records of every
+ * partition share that queue, so they all wait; its prefetch cap then stops
+ * the fetcher. Pausing the partition instead makes librdkafka drop what it
+ * prefetched and fetch it again on resume, which costs throughput when
+ * ZooKeeper is merely slower than the transforms; so zkflow pauses only
+ * when the hold lasts (ZooKeeper stalled, or one partition behind the
+ * others), keeping the consumer polled well within max.poll.interval.ms. */
+static int holding(engine_t *e) {
+    zf_partition_t *p = e->full;
+    if (!p)
+        return 0;
+    if (p->paused || e->stopping ||
+        p->nentries <= (size_t)e->cfg->max_queued_records / 2) {
+        e->full = NULL; /* drained (or paused): take records again */
+        return 0;
+    }
+    return zf_now_ms() - e->full_since < HOLD_MS;
 }
 
 /* Poll the consumer, which also serves rebalances. While stopping, records
@@ -446,6 +480,8 @@ static void take_records(engine_t *e) {
     zf_record_t rec;
     e->kafka_pending = 0;
     for (int n = 0; n < TAKE_BATCH; n++) {
+        if (holding(e))
+            return;
         switch (zf_source_next(e->src, &rec)) {
         case ZF_SOURCE_NONE:
             return;
@@ -685,10 +721,13 @@ static void loop(engine_t *e) {
         if (ended(e, waiting))
             return;
 
+        /* While holding, records waiting in the consumer keep its wake-up
+         * descriptor readable: leave it out, and wake for the hold's end. */
+        int hold = holding(e);
         struct pollfd pfd[5] = {
             {.fd = e->sigfd, .events = POLLIN},
             {.fd = zf_zk_fd(e->zk), .events = POLLIN},
-            {.fd = zf_source_fd(e->src), .events = POLLIN},
+            {.fd = hold ? -1 : zf_source_fd(e->src), .events = POLLIN},
             {.fd = zf_scriptset_fd(e->scripts), .events = POLLIN},
             {.fd = zf_dlq_fd(e->dlq), .events = POLLIN}, /* -1: none yet */
         };
@@ -702,6 +741,11 @@ static void loop(engine_t *e) {
             timeout = 10; /* the commit's result has no descriptor */
         else if (timeout < 0 || timeout > 1000)
             timeout = 1000; /* also keeps checking the services' health */
+        if (hold) {
+            int64_t left = e->full_since + HOLD_MS - zf_now_ms() + 1;
+            if (left < timeout)
+                timeout = left > 0 ? (int)left : 0;
+        }
         if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
