@@ -346,6 +346,20 @@ static int can_pend(lua_State *L) {
            lua_checkstack(L, 2 * CHUNK + 4);
 }
 
+/* Replace the n key/value pairs above stack slot `base` (and the slot
+ * base + 1 they start at) with one table holding them, made at its size.
+ * In order, so that a repeated key keeps its last value. [-2n, +1] */
+static void object_from_pending(lua_State *L, int base, int n) {
+    lua_createtable(L, 0, n);
+    for (int i = 1; i <= 2 * n; i += 2) {
+        lua_pushvalue(L, base + i);
+        lua_pushvalue(L, base + i + 1);
+        lua_rawset(L, -3);
+    }
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+}
+
 /* The object after '{' at d->p - 1. [-0, +1] */
 static void parse_object(dec_t *d) {
     lua_State *L = d->L;
@@ -374,15 +388,7 @@ static void parse_object(dec_t *d) {
         if (direct) {
             lua_rawset(L, base + 1);
         } else if (++n == CHUNK) {
-            /* In order, so that a repeated key keeps its last value. */
-            lua_createtable(L, 0, CHUNK);
-            for (int i = 1; i <= 2 * n; i += 2) {
-                lua_pushvalue(L, base + i);
-                lua_pushvalue(L, base + i + 1);
-                lua_rawset(L, -3);
-            }
-            lua_replace(L, base + 1);
-            lua_settop(L, base + 1);
+            object_from_pending(L, base, n);
             direct = 1;
         }
         d->p = skip_ws(d->p);
@@ -393,16 +399,8 @@ static void parse_object(dec_t *d) {
         d->p = skip_ws(d->p + 1);
     }
     d->p++;
-    if (!direct) {
-        lua_createtable(L, 0, n);
-        for (int i = 1; i <= 2 * n; i += 2) {
-            lua_pushvalue(L, base + i);
-            lua_pushvalue(L, base + i + 1);
-            lua_rawset(L, -3);
-        }
-        lua_replace(L, base + 1);
-        lua_settop(L, base + 1);
-    }
+    if (!direct)
+        object_from_pending(L, base, n);
     d->depth--;
 }
 
