@@ -22,8 +22,12 @@
 #include "zkflow/tracker.h"
 #include "zkflow/zk.h"
 
-/* Records taken from Kafka in one go before the loop tends to ZooKeeper. */
+/* Records taken from Kafka in one go before the loop polls again. */
 #define TAKE_BATCH 512
+/* Records transformed between two visits to ZooKeeper's completions, so a
+ * partition whose batch applied sends its next one without waiting for the
+ * rest of the TAKE_BATCH. */
+#define TEND_EVERY 64
 /* How long zkflow stops taking records, leaving them in librdkafka's queue,
  * when a partition has max_queued_records waiting, before it pauses that
  * partition instead (see take_records). */
@@ -474,6 +478,8 @@ static int holding(engine_t *e) {
     return zf_now_ms() - e->full_since < HOLD_MS;
 }
 
+static size_t dispatch(engine_t *e);
+
 /* Poll the consumer, which also serves rebalances. While stopping, records
  * are let go untouched (not stored, so consumed again next time). */
 static void take_records(engine_t *e) {
@@ -495,6 +501,10 @@ static void take_records(engine_t *e) {
             if (!e->stopping)
                 take_record(e, &rec);
             break;
+        }
+        if (n % TEND_EVERY == TEND_EVERY - 1) {
+            zf_zk_process(e->zk);
+            dispatch(e);
         }
     }
     e->kafka_pending = 1; /* stopped early: the wake-up pipe may stay quiet */
