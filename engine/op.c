@@ -268,38 +268,34 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
 }
 
 /* Packed lists of up to PACKED_SMALL bytes all take blocks of that size,
- * and freed ones wait in `spare_blocks` for the next record: the engine
- * frees a whole batch of records at once, more than glibc's per-thread
- * cache keeps, so each malloc and free would otherwise sort chunks through
- * its bins (a few hundred instructions each, per record). Shared by every
- * thread, hence the lock. */
+ * and freed ones wait in `spare_blocks` (linked through their first bytes)
+ * for the next record: the engine frees a whole batch of records at once,
+ * more than glibc's per-thread cache keeps, so each malloc and free would
+ * otherwise sort chunks through its bins (a few hundred instructions each,
+ * per record). The spares never outnumber the blocks once in use together,
+ * which max_queued_records bounds. Shared by every thread, hence the lock. */
 #define PACKED_SMALL 256
-#define SPARE_BLOCKS 4096
 enum { PACKED_EXACT = 1, PACKED_BLOCK = 2 }; /* values of zf_oplist_t.packed */
 
 static struct {
     pthread_mutex_t lock;
-    void *v[SPARE_BLOCKS];
-    size_t n;
+    void *head;
 } spare_blocks = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void *block_get(void) {
-    void *b = NULL;
     pthread_mutex_lock(&spare_blocks.lock);
-    if (spare_blocks.n)
-        b = spare_blocks.v[--spare_blocks.n];
+    void *b = spare_blocks.head;
+    if (b)
+        memcpy(&spare_blocks.head, b, sizeof b);
     pthread_mutex_unlock(&spare_blocks.lock);
     return b ? b : malloc(PACKED_SMALL);
 }
 
 static void block_put(void *b) {
     pthread_mutex_lock(&spare_blocks.lock);
-    if (spare_blocks.n < SPARE_BLOCKS) {
-        spare_blocks.v[spare_blocks.n++] = b;
-        b = NULL;
-    }
+    memcpy(b, &spare_blocks.head, sizeof b);
+    spare_blocks.head = b;
     pthread_mutex_unlock(&spare_blocks.lock);
-    free(b);
 }
 
 /* A packed list's op gets strings of its own and an array of its own. */

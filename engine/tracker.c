@@ -14,22 +14,15 @@ zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
     return p;
 }
 
-/* Entries kept for reuse per partition: a calloc and a free per record
- * saved, for up to a few batches' worth of records. */
-#define SPARE_MAX 1024
-
 /* An entry leaves the partition: its contents freed, the entry itself kept
- * as a spare (or freed when there are enough). */
+ * as a spare for the next record (a calloc and a free per record saved).
+ * The spares never outnumber the entries once held together, which
+ * max_queued_records bounds; they go with the partition. */
 static void entry_free(zf_partition_t *p, zf_entry_t *e) {
     zf_oplist_free(&e->ops);
     free(e->kept);
-    if (p->nspare >= SPARE_MAX) {
-        free(e);
-        return;
-    }
     e->next = p->spare;
     p->spare = e;
-    p->nspare++;
 }
 
 void zf_partition_destroy(zf_partition_t *p) {
@@ -56,7 +49,6 @@ zf_entry_t *zf_partition_push(zf_partition_t *p, int64_t offset) {
     zf_entry_t *e = p->spare;
     if (e) {
         p->spare = e->next;
-        p->nspare--;
         memset(e, 0, sizeof *e);
     } else if (!(e = calloc(1, sizeof *e))) {
         return NULL;

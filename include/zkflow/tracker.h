@@ -56,7 +56,6 @@ typedef struct zf_partition {
                               NULL with at-least-once) */
     zf_entry_t *spare;     /* entries released, kept for reuse (owned; only
                               the functions below touch them) */
-    size_t nspare;
 } zf_partition_t;
 
 /* New empty partition state; NULL when out of memory. */
