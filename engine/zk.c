@@ -31,6 +31,15 @@
 #define RENEW_POLL_MS 20
 /* Paths remembered as existing, to plan upserts without asking. */
 #define KNOWN_MAX 200000
+/* Guessing: an upsert of a path nothing is known of is planned as a set,
+ * which ZooKeeper refuses (NONODE) if the node is absent; the batch is then
+ * planned again with probes, and guessing stops. It starts again once at
+ * least GUESS_PERCENT of GUESS_SAMPLE probed upserts found their node. A
+ * restart over an existing tree thus skips one exists probe per path (each
+ * costs the server about as much as a multi); a new tree costs one round
+ * trip more, once. */
+#define GUESS_SAMPLE 1000
+#define GUESS_PERCENT 95
 
 /* How a batch is applied.
  *
@@ -74,6 +83,8 @@ typedef enum plan_flag {
     PLAN_OWNED = 32,    /* path is the plan's own copy (else src->path) */
     PLAN_KNOWN = 64,    /* planned as a set because `known` had the path:
                            nothing to learn when it applies */
+    PLAN_GUESS = 128,   /* planned as a set of a path nothing was known of
+                           (zf_zk_t.guess) */
 } plan_flag_t;
 
 typedef struct plan_op {
@@ -116,6 +127,7 @@ typedef struct req {
     int sync_err;    /* a call of this step failed before it was sent */
     int rounds;      /* rounds lost to concurrent writers */
     int planned;     /* the plan is built: send it as it is */
+    int no_guess;    /* a guess missed: plan with probes (zf_zk_t.guess) */
     int retries;     /* consecutive connection-loss retries */
     int64_t due_ms;  /* when waiting for a retry */
     struct timespec started; /* when zf_zk_apply took it (metrics) */
@@ -195,6 +207,10 @@ struct zf_zk {
     req_t *spare;     /* finished requests kept for reuse (next_retry) */
     size_t nspare;
     pathset_t known;  /* paths seen to exist in this session */
+    int guess;        /* plan upserts of unknown paths as sets: most such
+                         paths turned out to exist (GUESS_*) */
+    unsigned answers, existed; /* upserted paths probed, and found, since
+                                  guessing stopped */
     int refusal;      /* code of the refusal `done` is reporting, or ZOK */
     struct ACL_vector *acl; /* of the znodes zkflow creates */
     char *auth;       /* [zookeeper] auth, added to every new handle */
@@ -380,6 +396,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
         free(zk);
         return NULL;
     }
+    zk->guess = 1;
     zk->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     zk->session_timeout_ms = session_timeout_ms;
     pthread_mutex_init(&zk->lock, NULL);
@@ -748,6 +765,19 @@ static int plan_upsert(req_t *r, const zf_op_t *op, size_t item) {
         return 0;
     }
     known_t k = known_at(r, op->path, r->plan.n);
+    zf_zk_t *zk = r->zk;
+    if (k == UNKNOWN && zk->guess && !r->no_guess) {
+        plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item,
+                    PLAN_UPSERT | PLAN_GUESS, 0);
+        return 0;
+    }
+    if (k != UNKNOWN && r->nprobes && !zk->guess) {
+        zk->existed += k == EXISTS;
+        if (++zk->answers == GUESS_SAMPLE) {
+            zk->guess = zk->existed * 100 >= GUESS_SAMPLE * GUESS_PERCENT;
+            zk->answers = zk->existed = 0;
+        }
+    }
     if (k == EXISTS) {
         plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item, PLAN_UPSERT,
                     0);
@@ -1304,6 +1334,12 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
     if (rc == ZNONODE && p->type == ZF_OP_DELETE &&
         (p->flags & PLAN_ABSENT_OK)) {
         plan_remove(&r->plan, i);
+        return 1;
+    }
+    if (rc == ZNONODE && (p->flags & PLAN_GUESS)) {
+        zk->guess = 0; /* plan the batch again, asking this time */
+        r->no_guess = 1;
+        r->planned = 0;
         return 1;
     }
     if (rc == ZNONODE && (p->flags & PLAN_UPSERT)) {

@@ -1176,6 +1176,38 @@ LUA
     expect_last_per_key "$root" $n 100
 }
 
+# Upserts of paths zkflow knows nothing of: over a new tree, the first multi
+# guesses `set`, is refused, and zkflow probes with `exists` from then on;
+# a second consumer group over the same, now existing, tree guesses right
+# and sends no probe at all. Both leave the same tree.
+test_upserts_guess_over_an_existing_tree() {
+    local t=$RUN-guess root=/$RUN/guess n=2000 keys=200 pass
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
+    topic "$t" 2
+    keyed "$t" $n $keys
+    cat >"$WORK/guess.lua" <<LUA
+return function(rec) return "$root/" .. rec.key, rec.value end
+LUA
+    for pass in new existing; do
+        local cfg exists
+        cfg=$(config guess "$RUN-guess-$pass" "[engine]" "metrics_listen = $METRICS" \
+            "[script g]" "file = guess.lua" "topics = $t" "root = $root")
+        zkflow_bg run -c "$cfg"
+        wait_until 60 metric_is 'zkflow_records_total{script="g",result="applied"}' $n ||
+            fail "$pass tree: $(metric 'zkflow_records_total{script="g",result="applied"}') of $n records applied" ||
+            { kill $BG; return 1; }
+        exists=$(curl -s "http://$METRICS/metrics" | awk '/^zkflow_zk_requests_total\{request="exists"/ { s += $2 } END { print s + 0 }')
+        kill -TERM $BG
+        wait $BG; expect_exit 0 $? || return 1
+        if [ $pass = new ]; then
+            [ "$exists" -ge $keys ] || fail "new tree: $exists exists probes, expected at least $keys" || return 1
+        else
+            [ "$exists" = 0 ] || fail "existing tree: $exists exists probes, expected none" || return 1
+        fi
+        expect_last_per_key "$root" $n $keys || return 1
+    done
+}
+
 # Coalescing: the same keyed stream (many updates per key in each batch),
 # once without and once with `coalesce = true`, into two roots. Both trees
 # hold every key's last value; only the coalescing run left records out,
