@@ -47,8 +47,8 @@
  * semantics (upsert creates what is missing, create of an existing node and
  * delete of an absent one succeed) depend on what exists, so planning uses
  * what is known: paths this session saw exist (`known`), what earlier ops of
- * the same batch do, and, for the rest, one round of pipelined `exists`
- * probes (STEP_PROBE). The plan is sent as one multi (STEP_MULTI). If another
+ * the same batch do, a guess for upserts (GUESS_*), and, for the rest, one
+ * round of pipelined `exists` probes (STEP_PROBE). The plan is sent as one multi (STEP_MULTI). If another
  * writer changed the tree meanwhile and the multi fails on an op whose
  * failure the semantics turn into success, the plan is rewritten and sent
  * again; a multi is all or nothing, so nothing was half applied. A record
