@@ -360,22 +360,45 @@ static void object_from_pending(lua_State *L, int base, int n) {
     lua_settop(L, base + 1);
 }
 
+/* Replace the n values above stack slot `base` (and the slot base + 1
+ * they start at) with one array holding them, made at its size.
+ * [-n, +1] */
+static void array_from_pending(lua_State *L, int base, int n) {
+    lua_createtable(L, n, 0);
+    lua_insert(L, base + 1);
+    for (int i = n; i >= 1; i--)
+        lua_rawseti(L, base + 1, i);
+}
+
+/* Open the container whose opening bracket is at d->p - 1 and closes with
+ * `close`. *base: the stack top before it. *direct: its members go
+ * straight into a table pushed now, as the stack has no room to keep them
+ * pending (else the table is made at its size once they are all read).
+ * Returns 1 when the container is empty: its table is pushed, and it is
+ * done. [-0, +(0|1)] */
+static int open_container(dec_t *d, char close, int *base, int *direct) {
+    lua_State *L = d->L;
+    descend(d);
+    *base = lua_gettop(L);
+    *direct = !can_pend(L);
+    if (*direct)
+        lua_newtable(L);
+    d->p = skip_ws(d->p);
+    if (*d->p != close)
+        return 0;
+    d->p++;
+    if (!*direct)
+        lua_createtable(L, 0, 0);
+    d->depth--;
+    return 1;
+}
+
 /* The object after '{' at d->p - 1. [-0, +1] */
 static void parse_object(dec_t *d) {
     lua_State *L = d->L;
-    descend(d);
-    int base = lua_gettop(L), n = 0;
-    int direct = !can_pend(L); /* members go straight into the table */
-    if (direct)
-        lua_newtable(L);
-    d->p = skip_ws(d->p);
-    if (*d->p == '}') {
-        d->p++;
-        if (!direct)
-            lua_createtable(L, 0, 0);
-        d->depth--;
+    int base, direct, n = 0;
+    if (open_container(d, '}', &base, &direct))
         return;
-    }
     for (;;) {
         if (*d->p != '"')
             syntax_error(d, "object key string", d->p);
@@ -407,29 +430,16 @@ static void parse_object(dec_t *d) {
 /* The array after '[' at d->p - 1. [-0, +1] */
 static void parse_array(dec_t *d) {
     lua_State *L = d->L;
-    descend(d);
-    int base = lua_gettop(L), n = 0;
-    int direct = !can_pend(L);
-    if (direct)
-        lua_newtable(L);
-    d->p = skip_ws(d->p);
-    if (*d->p == ']') {
-        d->p++;
-        if (!direct)
-            lua_createtable(L, 0, 0);
-        d->depth--;
+    int base, direct, n = 0;
+    if (open_container(d, ']', &base, &direct))
         return;
-    }
     for (;;) {
         parse_value(d);
         n++;
         if (direct) {
             lua_rawseti(L, base + 1, n);
         } else if (n == CHUNK) {
-            lua_createtable(L, CHUNK, 0);
-            lua_insert(L, base + 1);
-            for (int i = n; i >= 1; i--)
-                lua_rawseti(L, base + 1, i);
+            array_from_pending(L, base, n);
             direct = 1;
         }
         d->p = skip_ws(d->p);
@@ -440,12 +450,8 @@ static void parse_array(dec_t *d) {
         d->p = skip_ws(d->p + 1);
     }
     d->p++;
-    if (!direct) {
-        lua_createtable(L, n, 0);
-        lua_insert(L, base + 1);
-        for (int i = n; i >= 1; i--)
-            lua_rawseti(L, base + 1, i);
-    }
+    if (!direct)
+        array_from_pending(L, base, n);
     d->depth--;
 }
 
