@@ -227,6 +227,19 @@ ceiling() {   # key ops batch depth
     put "$1.seconds" "$(sed -n 's/.* seconds=\([0-9.]*\).*/\1/p' <<<"$out")"
 }
 
+# The like-for-like ceiling with one core kept busy by a shell loop beside
+# it: what the server reaches when another program takes CPU from it, as
+# zkflow (about 0.6 of a core) and the broker feeding it do in zkflow's runs
+# on this 2-core machine. Information, not a goal.
+ceiling_beside_busy_core() {   # key ops batch depth
+    # timeout: the loop ends by itself should this script be interrupted.
+    timeout 300 sh -c 'while :; do :; done' &
+    local busy=$!
+    ceiling "$@"
+    kill "$busy"
+    wait "$busy" 2>/dev/null || true
+}
+
 step_zkflow() {   # [key binary [engine-line]]
     local key=${1:-zkflow} bin=${2:-build/zkflow} extra=${3:-}
     local group=zkflow-bench-$(date +%s%N) rc=0
@@ -341,6 +354,7 @@ if ! skipped ceiling; then
     say "ceiling: warm-up, 300000 ops (not reported)"
     "$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n 300000 -b 100 -d 50 >/dev/null
     ceiling ceiling_100x6_before "$N" "$BATCH" "$DEPTH"
+    ceiling_beside_busy_core ceiling_100x6_busy "$N" "$BATCH" "$DEPTH"
 fi
 if [ -n "${ZKFLOW_BASELINE:-}" ] && ! skipped zkflow; then
     step_zkflow zkflow_baseline "$ZKFLOW_BASELINE"
