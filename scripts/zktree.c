@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zookeeper/zookeeper.h>
 
 #define WINDOW 1000
@@ -41,6 +42,38 @@ typedef struct answer {
     int len;
     int kids;   /* its number of children (get) */
 } answer_t;
+
+/* The session's last state (0 before any), set by on_session under lock
+ * and signalled on idle. */
+static int session_state;
+
+static void on_session(zhandle_t *h, int type, int state, const char *path,
+                       void *ctx) {
+    (void)h, (void)path, (void)ctx;
+    if (type != ZOO_SESSION_EVENT)
+        return;
+    pthread_mutex_lock(&lock);
+    session_state = state;
+    pthread_cond_broadcast(&idle);
+    pthread_mutex_unlock(&lock);
+}
+
+/* Wait up to `seconds` for the session to be made (or refused: expired,
+ * authentication failed). Requests sent before then fail with a
+ * connection loss when the first server the client tries is down (an
+ * ensemble with a server killed), although it then moves on to the next
+ * one. With no server up, zktree fails after the wait. */
+static void wait_session(int seconds) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += seconds;
+    pthread_mutex_lock(&lock);
+    while ((session_state == 0 || session_state == ZOO_CONNECTING_STATE ||
+            session_state == ZOO_ASSOCIATING_STATE) &&
+           pthread_cond_timedwait(&idle, &lock, &until) == 0)
+        ;
+    pthread_mutex_unlock(&lock);
+}
 
 static int cmp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -243,7 +276,7 @@ int main(int argc, char **argv) {
     static char data[1 << 20];
     size_t len = putting ? fread(data, 1, sizeof data, stdin) : 0;
     zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
-    zh = zookeeper_init(argv[1 + opt], NULL, 10000, NULL, NULL, 0);
+    zh = zookeeper_init(argv[1 + opt], on_session, 10000, NULL, NULL, 0);
     if (!zh) {
         perror("zookeeper_init");
         return 1;
@@ -259,6 +292,7 @@ int main(int argc, char **argv) {
         zoo_add_auth(zh, scheme, colon + 1, (int)strlen(colon + 1), NULL,
                      NULL);
     }
+    wait_session(3);
     int rc = counting  ? count(argv[2 + opt])
              : putting ? put(argv[2 + opt], data, (int)len)
                        : walk(argv[2 + opt], delete);
