@@ -48,12 +48,13 @@
  * delete of an absent one succeed) depend on what exists, so planning uses
  * what is known: paths this session saw exist (`known`), what earlier ops of
  * the same batch do, a guess for upserts (GUESS_*), and, for the rest, one
- * round of pipelined `exists` probes (STEP_PROBE). The plan is sent as one multi (STEP_MULTI). If another
- * writer changed the tree meanwhile and the multi fails on an op whose
- * failure the semantics turn into success, the plan is rewritten and sent
- * again; a multi is all or nothing, so nothing was half applied. A record
- * whose op fails for real is cut out: the records before it are sent again
- * alone, it is reported refused, the ones after it not attempted.
+ * round of pipelined `exists` probes (STEP_PROBE). The plan is sent as one
+ * multi (STEP_MULTI). If another writer changed the tree meanwhile and the
+ * multi fails on an op whose failure the semantics turn into success, the
+ * plan is rewritten and sent again; a multi is all or nothing, so nothing
+ * was half applied. A record whose op fails for real is cut out: the
+ * records before it are sent again alone, it is reported refused, the ones
+ * after it not attempted.
  *
  * Two kinds of record go alone, outside batches: a ttl or container create
  * (the 3.8 C client cannot do those inside a multi: STEP_CREATE), and a
