@@ -25,7 +25,7 @@ SYSCONFDIR ?= /etc
 INSTALL    ?= install
 
 .PHONY: all deps test unit examples integration demo bench valgrind clean help \
-        install uninstall install-check test-faults
+        install uninstall install-check test-faults fuzz fuzz-smoke fuzz-build
 
 all: deps $(BUILD)/zkflow $(BUILD)/zktree
 
@@ -64,7 +64,7 @@ integration: all
 examples: all
 	tests/examples.sh
 
-test: unit examples install-check integration
+test: unit examples install-check integration fuzz-smoke
 
 # The man page against --help, and `make install` into a scratch DESTDIR.
 install-check: all
@@ -120,6 +120,58 @@ $(BUILD)/bench_ceiling: bench/ceiling.c | $(BUILD)/obj
 $(BUILD)/bench_transform: bench/transform.c $(LIB_OBJS) | $(BUILD)/obj
 	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(LIB_OBJS) -o $@ $(DEPS_LIBS) $(LDFLAGS)
 
+# Fuzzing: libFuzzer harnesses (fuzz/fuzz_NAME.c) under ASan and UBSan,
+# linked with the engine compiled by clang into build/fuzz/obj (never mixed
+# with the gcc objects of build/obj). A run starts from the inputs that once
+# failed (fuzz/findings/NAME), the seeds (fuzz/seeds/NAME, and
+# build/fuzz/seeds/NAME that fuzz/mkseeds.c makes from examples/ and dist/)
+# and what earlier runs kept (build/fuzz/corpus/NAME): see fuzz/run.sh.
+# `make fuzz` runs each harness FUZZ_SECONDS, `make fuzz-smoke` (part of
+# `make test`) FUZZ_SMOKE_SECONDS; FUZZ_NAMES=... picks harnesses.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  ?= -O1 -g -fno-omit-frame-pointer
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 5
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_NAMES   := json jsonl config path transform
+FUZZ_BINS    := $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_OBJS    := $(patsubst engine/%.c,$(FUZZ_DIR)/obj/%.o,$(filter-out engine/main.c,$(ENGINE_SRCS)))
+FUZZ_LUA     := $(patsubst fuzz/%.lua,$(FUZZ_DIR)/gen/%_lua.h,$(wildcard fuzz/*.lua))
+.SECONDARY: $(FUZZ_OBJS) $(FUZZ_LUA)
+
+$(FUZZ_DIR)/obj/%.o: engine/%.c | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(ZF_CFLAGS) $(FUZZ_CFLAGS) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -c $< -o $@
+
+# The harnesses' Lua chunks as C strings: NAME.lua gives NAME_lua[].
+$(FUZZ_DIR)/gen/%_lua.h: fuzz/%.lua | $(FUZZ_DIR)/obj
+	{ echo 'static const char $*_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } >$@
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(FUZZ_OBJS) $(FUZZ_LUA) | $(FUZZ_DIR)/obj
+	$(FUZZ_CC) $(ZF_CFLAGS) -I$(FUZZ_DIR)/gen $(FUZZ_CFLAGS) $(FUZZ_SAN) \
+	    -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@ $(DEPS_LIBS) -llua5.1-cjson $(LDFLAGS)
+
+$(FUZZ_DIR)/mkseeds: fuzz/mkseeds.c $(BUILD)/obj/op.o | $(FUZZ_DIR)/obj
+	$(CC) $(ZF_CFLAGS) $(CFLAGS) $< $(BUILD)/obj/op.o -o $@ -ljansson $(LDFLAGS)
+
+$(FUZZ_DIR)/seeds/.done: $(FUZZ_DIR)/mkseeds $(wildcard examples/*) dist/zkflow.ini
+	rm -rf $(FUZZ_DIR)/seeds
+	$(FUZZ_DIR)/mkseeds $(FUZZ_DIR)/seeds examples/*.jsonl examples/*.ini dist/zkflow.ini
+	touch $@
+
+$(FUZZ_DIR)/obj: | deps
+	mkdir -p $@ $(FUZZ_DIR)/gen $(FUZZ_DIR)/findings
+
+fuzz-build: deps $(FUZZ_BINS) $(FUZZ_DIR)/seeds/.done
+
+fuzz: fuzz-build
+	FUZZ_DIR=$(FUZZ_DIR) fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_NAMES)
+
+fuzz-smoke: fuzz-build
+	FUZZ_DIR=$(FUZZ_DIR) fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_NAMES)
+
 clean:
 	rm -rf $(BUILD)
 
@@ -130,7 +182,8 @@ help:
 	@echo "make demo       start services, run the quickstart example, show the tree"
 	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
 	@echo "make valgrind   unit tests under valgrind"
+	@echo "make fuzz       each libFuzzer harness for FUZZ_SECONDS (60); fuzz-smoke: 5 s each"
 	@echo "make install    install under PREFIX (/usr/local) into DESTDIR; make uninstall"
 	@echo "make clean      remove build/"
 
--include $(wildcard $(BUILD)/obj/*.d)
+-include $(wildcard $(BUILD)/obj/*.d $(FUZZ_DIR)/obj/*.d $(FUZZ_DIR)/*.d)

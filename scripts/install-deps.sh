@@ -10,7 +10,8 @@ PACKAGES=(
     build-essential pkg-config
     librdkafka-dev libzookeeper-mt-dev libluajit-5.1-dev libinih-dev
     libcmocka-dev libjansson-dev libmicrohttpd-dev valgrind
-    lua-cjson-dev   # tests/test_json.c only: compares engine/json.c with it
+    lua-cjson-dev   # tests/test_json.c and fuzz/fuzz_json.c: compare engine/json.c with it
+    clang libclang-rt-14-dev llvm   # fuzz/: libFuzzer, ASan, UBSan; llvm-symbolizer for their stacks
     kcat zookeeper maven default-jre-headless   # services.sh (Kafka 4 needs Java 17)
     netcat-openbsd procps time
     man-db groff-base systemd   # tests/install.sh: man -l, groff, systemd-analyze verify
