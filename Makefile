@@ -177,7 +177,7 @@ clean:
 
 help:
 	@echo "make            build build/zkflow (installs missing packages first)"
-	@echo "make test       unit tests, then integration tests on real services"
+	@echo "make test       unit tests, integration tests on real services, a fuzz smoke round"
 	@echo "make test-faults zkflow under faults: kills, restarts, an ensemble (a few minutes)"
 	@echo "make demo       start services, run the quickstart example, show the tree"
 	@echo "make bench      transform speed, then zkflow vs the ZooKeeper ceiling, a peer, kcat"
