@@ -7,7 +7,11 @@
  * values. It runs for a script with root "/" and one with root "/t". An
  * accepted op list must validate again, and must be what the value said
  * (transform_oracle.lua, on the same tree read in a plain state); either
- * way the `zkflow test` line of the outcome must be JSON. */
+ * way the `zkflow test` line of the outcome must be JSON, and the call
+ * must not have malloc'ed more than MAX_MALLOC at once (op data is bounded
+ * by ZF_OP_MAX_BYTES: a list sharing one big string must be refused before
+ * it is copied once per op). FUZZ_DEBUG=1 prints each call's outcome. */
+#include <sanitizer/allocator_interface.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +27,28 @@ static const char *const roots[] = {"/", "/t"};
 static zf_script_t *scripts[NSCRIPTS];
 static lua_State *L;  /* the oracle's plain state */
 static int check_ref; /* transform_oracle.lua's check function */
+
+/* malloc'ed bytes a transform call may hold at once: ZF_OP_MAX_BYTES of
+ * paths and data, the op array of the longest list tree.lua makes (10000
+ * ops), messages, with room to spare. Lua's memory is not malloc'ed: LuaJIT
+ * maps its own. */
+#define MAX_MALLOC (4u << 20)
+
+/* malloc'ed and not yet freed by this thread since tracking began, and the
+ * peak of it (sanitizer hooks; frees of older blocks may make it negative). */
+static __thread int tracking;
+static __thread long long live, peak;
+
+static void on_malloc(const volatile void *p, size_t n) {
+    (void)p;
+    if (tracking && (live += (long long)n) > peak)
+        peak = live;
+}
+
+static void on_free(const volatile void *p) {
+    if (tracking && p)
+        live -= (long long)__sanitizer_get_allocated_size(p);
+}
 
 static const char script_fmt[] =
     "local parse = (function() %s end)()\n"
@@ -59,6 +85,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     fuzz_run_chunk(L, transform_oracle_lua, "=transform_oracle", 1);
     check_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     atexit(close_states);
+    if (!__sanitizer_install_malloc_and_free_hooks(on_malloc, on_free))
+        FUZZ_FAIL("cannot install the malloc hooks");
     return 0;
 }
 
@@ -95,8 +123,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < NSCRIPTS; i++) {
         zf_oplist_t ops = {0};
         char err[2048], why[512];
+        live = peak = 0;
+        tracking = 1;
         zf_err_t rc = zf_script_transform(scripts[i], &rec, &ops, err,
                                           sizeof err);
+        tracking = 0;
+        if (getenv("FUZZ_DEBUG"))
+            fprintf(stderr, "root %s: %zu ops, %lld bytes at the peak: %s\n",
+                    roots[i], ops.n, peak, rc == ZF_OK ? "ok" : err);
+        if (peak > MAX_MALLOC)
+            FUZZ_FAIL("root %s: the transform held %lld malloc'ed bytes at "
+                      "once (%s)",
+                      roots[i], peak, rc == ZF_OK ? "accepted" : err);
         if (rc != ZF_OK && rc != ZF_ERECORD)
             FUZZ_FAIL("root %s: zf_script_transform returned %s", roots[i],
                       zf_strerror(rc));
