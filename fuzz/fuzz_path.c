@@ -3,12 +3,12 @@
  * is lines, each an op: a flags byte (type 0-7 with 5-7 unknown, mode,
  * recursive, data, version), a byte choosing the root, version and ttl,
  * and joining the op to the previous line's list, then the path's bytes.
- * zf_path_check is held to the rules ZooKeeper has in common with it both
- * ways (printable ASCII outside /zookeeper must pass; what passes has no
- * empty, '.' or '..' component and no control byte); an accepted op to
- * what op.h says of each type and to its root (a sequential create of the
- * root itself would make a node outside it); a packed op must validate as
- * the same op unpacked; zf_oplist_coalesce to its contract in op.h. */
+ * zf_path_check is held to ZooKeeper's path rules (what passes, a server
+ * takes) and must pass printable ASCII outside /zookeeper; an accepted op
+ * to what op.h says of each type, to its root (a sequential create of the
+ * root itself would make a node outside it), to the server's largest ttl,
+ * and writes nothing in /zookeeper; a packed op must validate as the same op unpacked;
+ * zf_oplist_coalesce to its contract in op.h. */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,32 +21,52 @@ static const char *const roots[] = {
 };
 static const int32_t versions[] = {ZF_VERSION_ANY, 0, 5, -2};
 static const int64_t ttls[] = {0, 1000, -1, (int64_t)1 << 40};
+/* The largest ttl a ZooKeeper server takes (EphemeralType.TTL.maxValue). */
+#define ZK_MAX_TTL (((int64_t)1 << 40) - 1)
 
-/* The rules every version of zf_path_check keeps: '/' first, no trailing
- * '/', no empty, '.' or '..' component, no byte below 0x20, no 0x7f. */
-static int plain_rules(const unsigned char *p, size_t n) {
+/* ZooKeeper's own rules (PathUtils.validatePath on the path the server
+ * decodes from UTF-8): '/' first, no trailing '/', no empty, '.' or '..'
+ * component, and no character in U+0000-U+001F, U+007F-U+009F,
+ * U+D800-U+F8FF or U+FFF0-U+FFFF of UTF-16; bytes that are not UTF-8 decode
+ * to U+FFFD, and a character past U+FFFF to a surrogate pair, so both are
+ * refused too. */
+static int zk_rules(const unsigned char *p, size_t n) {
     if (n == 0 || p[0] != '/')
         return 0;
     if (n == 1)
         return 1;
     size_t comp = 1;
-    for (size_t i = 1; i <= n; i++) {
-        if (i < n && (p[i] < 0x20 || p[i] == 0x7f))
-            return 0;
+    for (size_t i = 1; i <= n;) {
         if (i == n || p[i] == '/') {
             size_t len = i - comp;
             if (len == 0 || (len == 1 && p[comp] == '.') ||
                 (len == 2 && p[comp] == '.' && p[comp + 1] == '.'))
                 return 0;
-            comp = i + 1;
+            comp = ++i;
+            continue;
         }
+        unsigned c = p[i];
+        size_t k = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2
+                              : c >= 0xe0 && c <= 0xef ? 3 : 0;
+        if (k == 0 || i + k > n)
+            return 0; /* not UTF-8, or past U+FFFF */
+        uint32_t v = k == 1 ? c : c & (k == 2 ? 0x1f : 0x0f);
+        for (size_t j = 1; j < k; j++) {
+            if ((p[i + j] & 0xc0) != 0x80)
+                return 0;
+            v = v << 6 | (p[i + j] & 0x3f);
+        }
+        if ((k == 3 && v < 0x800) || v <= 0x1f || (v >= 0x7f && v <= 0x9f) ||
+            (v >= 0xd800 && v <= 0xf8ff) || v >= 0xfff0)
+            return 0;
+        i += k;
     }
     return 1;
 }
 
 /* Printable ASCII, not /zookeeper or below: any ZooKeeper takes it. */
 static int plainly_fine(const unsigned char *p, size_t n) {
-    if (n > 1000 || !plain_rules(p, n))
+    if (n > 1000 || !zk_rules(p, n))
         return 0;
     for (size_t i = 0; i < n; i++)
         if (p[i] >= 0x7f)
@@ -76,6 +96,9 @@ static void check_accepted(const zf_op_t *op, const char *root) {
                   root);
     if ((unsigned)op->type >= ZF_OP_NTYPES)
         FUZZ_FAIL("op of unknown type %d accepted", (int)op->type);
+    if (op->type != ZF_OP_CHECK && under(op->path, "/zookeeper"))
+        FUZZ_FAIL("%s of %s accepted: the server refuses writes there",
+                  zf_op_name(op->type), op->path);
     if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
         strcmp(op->path, root) == 0)
         FUZZ_FAIL("sequential create of the root %s accepted: ZooKeeper "
@@ -92,7 +115,8 @@ static void check_accepted(const zf_op_t *op, const char *root) {
     if (op->mode != ZF_MODE_PERSISTENT && op->type != ZF_OP_CREATE)
         FUZZ_FAIL("%s with mode %s accepted", zf_op_name(op->type),
                   zf_mode_name(op->mode));
-    if ((op->mode == ZF_MODE_TTL) != (op->ttl_ms > 0) || op->ttl_ms < 0)
+    if ((op->mode == ZF_MODE_TTL) != (op->ttl_ms > 0) || op->ttl_ms < 0 ||
+        op->ttl_ms > ZK_MAX_TTL)
         FUZZ_FAIL("mode %s with ttl %lld accepted", zf_mode_name(op->mode),
                   (long long)op->ttl_ms);
     if (op->recursive &&
@@ -127,8 +151,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_FAIL("out of memory");
         memcpy(p, path, plen);
         zf_err_t rc = zf_path_check(p, plen, why, sizeof why);
-        if (rc == ZF_OK && !plain_rules((unsigned char *)p, plen))
-            FUZZ_FAIL("path %.*s accepted", (int)plen, p);
+        if (rc == ZF_OK && !zk_rules((unsigned char *)p, plen))
+            FUZZ_FAIL("path %.*s accepted: ZooKeeper refuses it", (int)plen,
+                      p);
         if (rc != ZF_OK && plainly_fine((unsigned char *)p, plen))
             FUZZ_FAIL("path %.*s refused: %s", (int)plen, p, why);
         free(p);
