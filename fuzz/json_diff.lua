@@ -4,7 +4,8 @@
 -- the same table, so pairs() visits its keys in the same order for both),
 -- the same error messages. Returns check(s): s as JSON text decoded by both,
 -- each result encoded by both; s read by tree.lua, its first value encoded
--- by both. Raises with the first difference.
+-- by both unless its text would pass LIMIT. Raises with the first
+-- difference.
 local cj, zj, parse = ...
 local type, pcall, pairs, rawget, getmetatable, tostring = type, pcall, pairs,
     rawget, getmetatable, tostring
@@ -29,6 +30,26 @@ local function same(a, b)
     if rawget(a, k) == nil then return false end
   end
   return true
+end
+
+-- What the encoders may write for a tree: shared values are written each
+-- time they are met, so a few references to a 4 MiB string make gigabytes
+-- (and lua-cjson exits the process past 2 GiB).
+local LIMIT, TOO_BIG, DEEP = 16777216, {}, {}
+local function size(v, depth, acc)
+  if acc > LIMIT then error(TOO_BIG) end
+  if type(v) == "string" then return acc + 6 * #v + 2 end
+  if type(v) ~= "table" then return acc + 24 end
+  if depth > 1000 then error(DEEP) end -- both encoders stop here
+  for k, x in pairs(v) do
+    acc = size(x, depth + 1, size(k, depth + 1, acc))
+  end
+  return acc + 2
+end
+
+local function small(v)
+  local ok, e = pcall(size, v, 1, 0)
+  return ok or e == DEEP
 end
 
 local function check_encode(what, n, v)
@@ -65,5 +86,5 @@ end
 return function(s)
   check_decode(s)
   local res, n = parse(s)
-  check_encode("of the tree", n, res[1])
+  if small(res[1]) then check_encode("of the tree", n, res[1]) end
 end

@@ -19,8 +19,10 @@
 --   true false nil null (json.null); other words are strings (`op=upsert`)
 --   @N              the Nth value made so far (0-based, tables and strings
 --                   built): shared values, cycles ({a = @0})
---   VALUE*N         a string repeated N times (at most 32 MiB), or a list
---                   of N references to a table (at most 10000)
+--   VALUE*N         a string repeated N times (at most 4 MiB), or a list
+--                   of N references to a table (at most 10000); at most
+--                   16 MiB and 100000 references in all, so that a few
+--                   bytes of input do not take gigabytes
 -- Top level: values separated by ','. Anything else is skipped, and an
 -- unclosed table ends with the text.
 -- parse(s) returns a list of the top-level values and their count.
@@ -32,7 +34,7 @@ local concat = table.concat
 local tonumber, type, floor, min, max = tonumber, type, math.floor, math.min,
     math.max
 local huge = math.huge
-local MAXREP, MAXLIST, MAXDEPTH = 33554432, 10000, 1100
+local MAXREP, MAXLIST, MAXDEPTH = 4194304, 10000, 1100
 
 local escapes = {
   [97] = "\a", [98] = "\b", [102] = "\f", [110] = "\n", [114] = "\r",
@@ -54,6 +56,7 @@ local words = {
 local function parse(s)
   local pos, n = 1, #s
   local made, depth = {}, 0
+  local bytes, refs = 16777216, 100000 -- what VALUE*N may still make
   local value, tbl
 
   -- Skip blanks; the next byte, or nil at the end.
@@ -160,11 +163,15 @@ local function parse(s)
         pos = b + 1
       end
       if type(v) == "string" then
-        v = rep(v, min(k, floor(MAXREP / max(#v, 1))))
+        k = min(k, floor(min(MAXREP, bytes) / max(#v, 1)))
+        v = rep(v, k)
+        bytes = bytes - #v
         made[#made + 1] = v
       elseif type(v) == "table" then
         local l = {}
-        for i = 1, min(k, MAXLIST) do l[i] = v end
+        k = min(k, MAXLIST, refs)
+        refs = refs - k
+        for i = 1, k do l[i] = v end
         made[#made + 1] = l
         v = l
       end
