@@ -179,15 +179,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ops[i]->version = versions[r >> 3 & 3];
             ops[i]->ttl_ms = ttls[r >> 5 & 3];
         }
-        rc = zf_op_validate(a, root, ZF_OP_ALL, why, sizeof why);
-        zf_err_t rc2 = zf_op_validate(b, root, ZF_OP_ALL, why2, sizeof why2);
+        rc = fuzz_op_validate(a, root, why, sizeof why);
+        zf_err_t rc2 = fuzz_op_validate(b, root, why2, sizeof why2);
         if (rc != rc2 || (rc != ZF_OK && strcmp(why, why2) != 0))
             FUZZ_FAIL("packed and plain ops differ: %s / %s",
                       rc ? why : "ok", rc2 ? why2 : "ok");
         if (rc == ZF_OK)
             check_accepted(a, root);
-        if (zf_oplist_validate(&packed, root, ZF_OP_ALL, why, sizeof why) !=
-            rc)
+        if (fuzz_oplist_validate(&packed, root, why, sizeof why) != rc)
             FUZZ_FAIL("a list of one op and the op differ: %s", why);
 
         /* Into the lists: its own, or the previous line's. */
@@ -216,13 +215,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const zf_oplist_t *cl[MAXLISTS];
     size_t ncl = 0;
     for (size_t i = 0; i < nlists; i++) {
-        zf_err_t rc = zf_oplist_validate(&lists[i], list_root[i], ZF_OP_ALL,
-                                         why, sizeof why);
+        zf_err_t rc = fuzz_oplist_validate(&lists[i], list_root[i], why,
+                                           sizeof why);
         size_t bytes = 0;
         for (size_t k = 0; rc == ZF_OK && k < lists[i].n; k++) {
             const zf_op_t *op = &lists[i].ops[k];
-            if (zf_op_validate(op, list_root[i], ZF_OP_ALL, why2,
-                               sizeof why2) != ZF_OK)
+            if (fuzz_op_validate(op, list_root[i], why2, sizeof why2) !=
+                ZF_OK)
                 FUZZ_FAIL("list accepted with op %zu invalid: %s", k + 1,
                           why2);
             if (lists[i].n > 1 && (op->mode == ZF_MODE_TTL ||
@@ -233,8 +232,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (rc == ZF_OK && bytes > ZF_OP_MAX_BYTES)
             FUZZ_FAIL("list of %zu bytes accepted", bytes);
-        if (zf_oplist_validate(&lists[i], "/", ZF_OP_ALL, why, sizeof why) ==
-            ZF_OK)
+        if (fuzz_oplist_validate(&lists[i], "/", why, sizeof why) == ZF_OK)
             cl[ncl++] = &lists[i];
     }
     unsigned char drop[MAXLISTS];
