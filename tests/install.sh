@@ -12,7 +12,8 @@
 #    `make uninstall` removes them again.
 # 4. The example config passes `zkflow check`, with its SASL/TLS lines too;
 #    ${KAFKA_PASSWORD} unset is a FILE:LINE error, exit 2; a password written
-#    in a world-readable file gets a warning that does not show it.
+#    in a world-readable file gets a warning that does not show it; a
+#    newline in what a log line quotes is escaped, not a forged line.
 # Ends with `install: N checks passed, M failed`; exits 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -160,6 +161,18 @@ if [ $rc -eq 0 ] && [[ "$out" == *"WARN  config: $ini:$line: this file holds a s
 chmod 600 "$ini"
 out=$("$ZKFLOW" check -c "$ini" 2>&1); rc=$?
 if [ $rc -eq 0 ] && [[ "$out" != *WARN* ]]; then ok; else bad "secret in a 0600 file: exit $rc: $out"; fi
+# A newline in what a log line quotes (here the file's name) cannot forge
+# another line: the warning stays one line, with the newline as \n.
+forged="$tmp/etc/x"$'\n'"2026-01-01T00:00:00.000Z ERROR engine: forged.ini"
+cp "$ini" "$forged"
+chmod 644 "$forged"
+out=$("$ZKFLOW" check -c "$forged" 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ] &&
+   [[ "$out" == *"WARN  config: $tmp/etc/x\n2026-01-01T00:00:00.000Z ERROR engine: forged.ini:$line: this file holds a secret"* ]]; then
+    ok
+else
+    bad "a newline in a logged value: exit $rc: $out"
+fi
 
 echo "install: $passed checks passed, $failed failed"
 [ "$failed" -eq 0 ]
