@@ -97,6 +97,10 @@ static const config_key_t keys[] = {
      "time limit of one transform call (0: none)"},
     {"script", "memory_mb", KEY_INT, SCR(memory_mb), "64", 0, 65536, NULL,
      "memory limit of the script's Lua state (0: none)"},
+    {"script", "fixtures_timeout_ms", KEY_INT, SCR(fixtures_timeout_ms),
+     "1000", 1, 60000, NULL,
+     "time limit of all the script's fixture records together, each time it "
+     "loads (check, reload, publish)"},
     {"script", "on_error", KEY_ENUM, SCR(on_error), "stop", 0, 0,
      "stop skip dlq",
      "a record that fails: stop (uncommitted, exit 1), skip it, or dlq "
@@ -220,6 +224,7 @@ static void section_begin(parse_t *p, char *header) {
         p->script = &v[cfg->nscripts++];
         memset(p->script, 0, sizeof *p->script);
         p->script->timeout_ms = p->script->memory_mb = INT_MIN; /* not set */
+        p->script->fixtures_timeout_ms = INT_MIN;
         p->script->coalesce = INT_MIN;
         p->script->name = strdup(name);
         p->script->line = p->line;

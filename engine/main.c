@@ -196,7 +196,8 @@ static int cmd_publish(zf_config_t *cfg, const char *name, const char *file) {
     char *epath = zf_fixture_path(file, ".expected.jsonl");
     size_t len = 0, rlen = 0, elen = 0;
     zf_zkstore_t *zs = NULL;
-    if (zf_fixture_check_files(s, file, &checked, err, sizeof err) != ZF_OK) {
+    if (zf_fixture_check_files(s, file, sc->fixtures_timeout_ms, &checked,
+                               err, sizeof err) != ZF_OK) {
         fprintf(stderr, "%s: not published: %s\n", file, err);
         goto out;
     }

@@ -95,7 +95,8 @@ static zf_script_t *load(zf_scriptset_t *set, const zf_script_conf_t *sc,
         s = zf_script_new_text(sc->name, sc->source, zs.text, zs.len, &opts,
                                err, errlen);
         const zf_fixture_text_t fx = zf_zkscript_fixtures(&zs);
-        if (s && zf_fixture_check(s, &fx, &checked, err, errlen) != ZF_OK)
+        if (s && zf_fixture_check(s, &fx, sc->fixtures_timeout_ms, &checked,
+                                  err, errlen) != ZF_OK)
             goto bad;
         if (s && checked) {
             zf_script_destroy(s);
@@ -104,8 +105,8 @@ static zf_script_t *load(zf_scriptset_t *set, const zf_script_conf_t *sc,
         }
     } else {
         s = zf_script_new(sc->name, sc->file, &opts, err, errlen);
-        if (s && zf_fixture_check_files(s, sc->file, &checked, err, errlen) !=
-                     ZF_OK)
+        if (s && zf_fixture_check_files(s, sc->file, sc->fixtures_timeout_ms,
+                                        &checked, err, errlen) != ZF_OK)
             goto bad;
         if (s && checked) {
             zf_script_destroy(s);
