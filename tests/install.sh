@@ -16,6 +16,8 @@
 #    newline in what a log line quotes is escaped, not a forged line.
 # 5. check stops on SIGTERM while reading a script from a FIFO; a script
 #    file over 1 MiB (or /dev/zero) is a FILE:LINE error, exit 2.
+# 6. check and run refuse a connection string the ZooKeeper client refuses
+#    with the same FILE:LINE error, exit 2.
 # Ends with `install: N checks passed, M failed`; exits 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -224,6 +226,18 @@ done
 ini=$(hostile limit "$tmp/hostile/limit.lua")
 out=$("$ZKFLOW" check -c "$ini" 2>&1); rc=$?
 if [ $rc -eq 0 ] && [ "$(stat -c %s "$tmp/hostile/limit.lua")" -eq 1048576 ]; then ok; else bad "check of a 1 MiB script: exit $rc: $out"; fi
+
+# --- 6. check and run agree on the configuration ------------------------------
+# A connection string the ZooKeeper client refuses (no port): the same
+# FILE:LINE error and exit 2 from both, before run connects to anything.
+ini=$tmp/hostile/connect.ini
+sed 's|^connect = .*|connect = 127.0.0.1|' "$tmp/hostile/base.ini" >"$ini"
+echo "file = $tmp/hostile/limit.lua" >>"$ini"
+want="$ini:5: connect: '127.0.0.1': '127.0.0.1' has no port (HOST:PORT)"
+for cmd in check run; do
+    out=$(timeout -s KILL 30 "$ZKFLOW" "$cmd" -c "$ini" 2>&1); rc=$?
+    if [ $rc -eq 2 ] && [ "$out" = "$want" ]; then ok; else bad "$cmd with connect = 127.0.0.1: exit $rc: $out"; fi
+done
 
 echo "install: $passed checks passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -33,6 +33,7 @@ typedef struct zf_script_conf {
     const char *zk_path; /* the PATH inside source, or NULL */
     int file_line;  /* line of the file = or source = key */
     char *topics;   /* comma-separated list as written */
+    int topics_line; /* line of the topics key */
     char **topic;   /* parsed list, ntopics entries */
     size_t ntopics;
     char *root;     /* znode subtree the script may write, "/" by default */
