@@ -302,7 +302,7 @@ static char *resolve_file(const parse_t *p, const char *value) {
  * parses it (zookeeper_init), so that check refuses what run would: from
  * the first '/' on, the chroot, a valid path; before it, HOST:PORT entries
  * separated by commas (empty entries are skipped, blanks before a host
- * allowed), split at the last ':' (so ::1:2181 is IPv6 without brackets,
+ * allowed, blanks alone are not), split at the last ':' (so ::1:2181 is IPv6 without brackets,
  * which the client does not take). Stricter than the client where it
  * would take a string that cannot work: a port is 1 to 65535 in decimal
  * (it reads 70000 as 4464 and 010 as octal), a host a name or address
@@ -325,26 +325,27 @@ static int check_connect(const char *value, char *why, size_t whylen) {
         if (e + elen > value + hlen)
             elen = (size_t)(value + hlen - e);
         const char *end = e + elen, *colon = NULL;
-        while (e < end && isspace((unsigned char)*e))
-            e++;
         for (const char *c = e; c < end; c++)
             if (*c == ':')
                 colon = c;
-        if (e < end) {
+        if (e < end) { /* blanks alone are an entry without a port */
             entries++;
-            if (!colon) {
-                snprintf(why, whylen, "'%.*s' has no port (HOST:PORT)",
-                         (int)(end - e), e);
+            while (e < end && isspace((unsigned char)*e))
+                e++;
+            if (e == end || !colon) {
+                if (e == end)
+                    snprintf(why, whylen, "an entry is blank");
+                else
+                    snprintf(why, whylen, "'%.*s' has no port (HOST:PORT)",
+                             (int)(end - e), e);
                 return -1;
             }
-            size_t plen = (size_t)(end - colon - 1);
-            long port = 0;
-            for (size_t i = 0; i < plen && i < 6; i++)
-                port = isdigit((unsigned char)colon[1 + i])
-                           ? port * 10 + (colon[1 + i] - '0')
-                           : -1000000;
-            if (plen == 0 || plen > 5 || colon[1] == '0' || port < 1 ||
-                port > 65535) {
+            /* Digits only, no leading 0: ',' and '/' end them. */
+            const char *port = colon + 1;
+            size_t plen = (size_t)(end - port);
+            if (plen == 0 || plen > 5 || port[0] == '0' ||
+                strspn(port, "0123456789") < plen ||
+                strtol(port, NULL, 10) > 65535) {
                 snprintf(why, whylen, "'%.*s': the port must be a number "
                                       "from 1 to 65535",
                          (int)(end - e), e);

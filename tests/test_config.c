@@ -256,6 +256,8 @@ static void test_connect(void **state) {
         {"127.0.0.1:2181,127.0.0.2:2182,127.0.0.3:2183", 1},
         {"127.0.0.1:2181, 127.0.0.2:2182", 1}, /* blanks before a host */
         {"127.0.0.1:2181,", 1},                /* empty entries skipped */
+        {"127.0.0.1:2181,,127.0.0.2:2182", 1},
+        {"127.0.0.1:2181, ,127.0.0.2:2182", 0}, /* but not blank ones */
         {"127.0.0.1:2181/", 1},
         {"127.0.0.1:2181/apps/zk-1", 1},
         {"127.0.0.1:2181,127.0.0.2:2182/apps", 1},
@@ -319,6 +321,12 @@ static void test_connect(void **state) {
                     "not end with '/'");
     expect_error(GOOD_KAFKA "[zookeeper]\nconnect = /apps\n" GOOD_SCRIPT, 5,
                  "connect: '/apps': no HOST:PORT before the chroot");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:2181, ,zk2:2181\n"
+                 GOOD_SCRIPT,
+                 5, "connect: 'zk1:2181, ,zk2:2181': an entry is blank");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:65536\n" GOOD_SCRIPT,
+                 5, "'zk1:65536': the port must be a number from 1 to 65535");
+    assert_true(config_takes("zk1:65535,zk2:1"));
 }
 
 /* Topics are checked as Kafka checks names, at the line of the key. */
