@@ -112,8 +112,8 @@ static void version(void) {
 }
 
 /* check and publish: SIGINT or SIGTERM stops them at once, wherever they
- * wait (reading a script from a FIFO nobody writes to, a slow fixture,
- * ZooKeeper), with a message; the process then ends by that signal. */
+ * wait (ZooKeeper, fixtures), on whichever thread it lands, with a
+ * message; the process then ends by that signal. */
 static char stop_msg[2][64]; /* [0]: SIGINT, [1]: SIGTERM */
 
 static void on_stop_signal(int sig) {
