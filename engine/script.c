@@ -16,8 +16,7 @@ struct zf_script {
     zf_sandbox_t *sb;
     char *name;
     char *file;
-    char *root;
-    unsigned ops;
+    zf_op_rules_t rules; /* root (owned) and ops */
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
     int handler_ref; /* the error handler (on_error), made once */
@@ -108,11 +107,11 @@ zf_script_t *zf_script_new_text(const char *name, const char *file,
                                 size_t errlen) {
     zf_script_t *s = calloc(1, sizeof *s);
     if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file)) ||
-        !(s->root = strdup(opts->root))) {
+        !(s->rules.root = strdup(opts->root))) {
         snprintf(err, errlen, "%s: out of memory", file);
         goto err;
     }
-    s->ops = opts->ops;
+    s->rules.allowed = opts->ops;
     s->fn_ref = s->handler_ref = s->body_ref = LUA_NOREF;
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
     for (size_t i = 0; i < len; i++)
@@ -182,7 +181,7 @@ void zf_script_destroy(zf_script_t *s) {
     zf_sandbox_destroy(s->sb);
     free(s->name);
     free(s->file);
-    free(s->root);
+    free((char *)s->rules.root);
     free(s);
 }
 
@@ -277,12 +276,20 @@ static int invalid(lua_State *L, const char *fmt, ...)
 
 /* Raise "the transform returned an invalid op: ..." (never returns). */
 static int invalid(lua_State *L, const char *fmt, ...) {
-    char why[512];
+    char why[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     return luaL_error(L, "the transform returned an invalid op: %s", why);
+}
+
+/* The path p[0..n) must not hold a NUL, which would cut it short once
+ * copied: raise zf_path_explain's message then. */
+static void check_nul(lua_State *L, const char *p, size_t n) {
+    char why[512];
+    if (memchr(p, '\0', n) && zf_path_explain(p, n, why, sizeof why) != ZF_OK)
+        invalid(L, "%s", why);
 }
 
 static char *dup_lstring(lua_State *L, const char *p, size_t len) {
@@ -304,8 +311,8 @@ static void take_string(lua_State *L, int idx, const char *what, char **dst,
         invalid(L, "%s must be a string, not a %s", what, lua_typename(L, t));
     size_t n;
     const char *p = lua_tolstring(L, idx, &n);
-    if (strlen(p) != n && strcmp(what, "path") == 0)
-        invalid(L, "path contains a NUL byte");
+    if (!len)
+        check_nul(L, p, n); /* a path */
     *dst = dup_lstring(L, p, n);
     if (len)
         *len = n;
@@ -384,8 +391,7 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
         /* Checked first, then copied with the op in one allocation. */
         size_t plen, dlen = 0;
         const char *path = lua_tolstring(L, base + 1, &plen);
-        if (strlen(path) != plen)
-            invalid(L, "path contains a NUL byte");
+        check_nul(L, path, plen);
         int dt = lua_type(L, base + 2);
         if (dt != LUA_TNIL && dt != LUA_TSTRING)
             invalid(L, "the payload must be a string or nil, not a %s",
@@ -445,9 +451,8 @@ static int transform(lua_State *L) {
     lua_call(L, 1, 3);
     c->returned = 1;
     take_results(L, base, c->out);
-    char why[512];
-    if (zf_oplist_validate(c->out, c->s->root, c->s->ops, why, sizeof why) !=
-        ZF_OK)
+    char why[1024];
+    if (zf_oplist_validate(c->out, &c->s->rules, why, sizeof why) != ZF_OK)
         return luaL_error(L, "the transform returned an invalid op: %s", why);
     return 0;
 }

@@ -242,7 +242,7 @@ static void test_errors(void **state) {
     run_error("return function(r) return '/x', {} end\n", "/", 1,
               "payload must be a string or nil, not a table");
     run_error("return function(r) return 'x/y' end\n", "/", 1,
-              "path must start with '/'");
+              "path x/y must start with '/'");
     run_error("return function(r) return '/a/../b' end\n", "/", 1,
               "'.' or '..' component");
     run_error("return function(r) return '/etc/x' end\n", "/devices", 1,
@@ -394,6 +394,34 @@ static void test_op_table_errors(void **state) {
               "/", 1, "over the limit of 1000000 bytes per record");
 }
 
+/* Paths as the ZooKeeper server takes them, shown escaped in messages; the
+ * root holds a sequential create's node; ZooKeeper's ttl limit. */
+static void test_zookeeper_rules(void **state) {
+    (void)state;
+    run_error("return function(r) return '/a\\255' end", "/", 1,
+              "path /a\\xff is not valid UTF-8 at byte 2");
+    run_error("return function(r) return '/a\\0b' end", "/", 1,
+              "path /a\\x00b has a NUL byte at byte 2");
+    run_error("return function(r) return { path = '/a\\0b' } end", "/", 1,
+              "path /a\\x00b has a NUL byte at byte 2");
+    run_error("return function(r) return '/a\\239\\191\\189' end", "/", 1,
+              "has a character ZooKeeper refuses in paths (U+FFFD)");
+    run_error("return function(r) return '/zookeeper/quota/x' end", "/", 1,
+              "path /zookeeper/quota/x is in /zookeeper (ZooKeeper's own "
+              "subtree)");
+    run_error("return function(r) return { op = 'create', path = '/t', "
+              "mode = 'sequential' } end",
+              "/t", 1, "a sequential create at /t makes /t0000000001");
+    run_error("return function(r) return { op = 'create', path = '/t/x', "
+              "mode = 'ttl', ttl = 2^40 } end",
+              "/t", 1, "ttl must be at most 1099511627775 ms");
+    zf_op_t op = run_op("return function(r) return { op = 'create', "
+                        "path = '/t/x', mode = 'ttl', ttl = 2^40 - 1 } end",
+                        &rec);
+    assert_int_equal(op.ttl_ms, 1099511627775LL);
+    zf_op_clear(&op);
+}
+
 static void test_headers_lookup(void **state) {
     (void)state;
     zf_op_t op = run_op("return function(r) return '/h', "
@@ -443,6 +471,7 @@ int main(void) {
         cmocka_unit_test(test_sandbox),
         cmocka_unit_test(test_op_tables),
         cmocka_unit_test(test_op_table_errors),
+        cmocka_unit_test(test_zookeeper_rules),
         cmocka_unit_test(test_headers_lookup),
         cmocka_unit_test(test_params_and_allowed_ops),
     };

@@ -71,7 +71,8 @@ zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
 
 /* After zf_script_transform returned ZF_ERECORD: 1 when the transform ran to
  * its end but what it returned failed validation (not an op, an op outside
- * `root` or not allowed, over ZF_OP_MAX_BYTES), 0 when the script itself
+ * `root`, in a subtree refused to scripts or not allowed, over
+ * ZF_OP_MAX_BYTES), 0 when the script itself
  * failed (raised, ran out of time or memory). Never fails. */
 int zf_script_failed_validation(const zf_script_t *s);
 
