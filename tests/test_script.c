@@ -394,6 +394,108 @@ static void test_op_table_errors(void **state) {
               "/", 1, "over the limit of 1000000 bytes per record");
 }
 
+/* The peak resident size since the last reset, and the current one (kB):
+ * /proc/self/status. Writing 5 to clear_refs resets the peak (Linux 4.0). */
+static long status_kb(const char *field) {
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (fp && fgets(line, sizeof line, fp))
+        if (strncmp(line, field, n) == 0)
+            kb = atol(line + n);
+    if (fp)
+        fclose(fp);
+    return kb;
+}
+
+/* The byte budget is checked before an op's path or data is copied: a list
+ * of 100 ops sharing one 4 MB string is refused without 400 MB of copies. */
+static void test_budget_before_copies(void **state) {
+    (void)state;
+    zf_script_t *s = load(
+        "local big = string.rep('x', 4 * 1024 * 1024)\n"
+        "return function(r)\n"
+        "  local l = {}\n"
+        "  for i = 1, 100 do l[i] = { path = '/b/' .. i, data = big } end\n"
+        "  return l\n"
+        "end\n",
+        "/");
+    FILE *fp = fopen("/proc/self/clear_refs", "w");
+    if (fp) {
+        fputs("5", fp);
+        fclose(fp);
+    }
+    long before = status_kb("VmRSS:");
+    zf_oplist_t l = {0};
+    assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                     ZF_ERECORD);
+    long peak = status_kb("VmHWM:");
+    size_t bytes = 100 * 4 * 1024 * 1024; /* and the paths: */
+    for (int i = 1; i <= 100; i++)
+        bytes += (size_t)snprintf(NULL, 0, "/b/%d", i);
+    char want[128];
+    snprintf(want, sizeof want, "%zu bytes of paths and data, over the limit "
+                                "of 1000000 bytes per record",
+             bytes);
+    if (!strstr(err, want))
+        fail_msg("expected '%s' in '%s'", want, err);
+    assert_int_equal(l.n, 0);
+    if (before < 0 || peak < 0)
+        skip();
+    if (peak - before > 64 * 1024) /* the old way: +400 MB */
+        fail_msg("the resident size grew by %ld kB", peak - before);
+    zf_oplist_free(&l);
+    zf_script_destroy(s);
+}
+
+/* A field name matches by all its bytes: "path\0" is an unknown field, not
+ * a second path (which overrode the first and leaked it); so are op and
+ * mode names with a NUL. */
+static void test_field_names_with_nul(void **state) {
+    (void)state;
+    run_error("return function(r) return { path = '/a', ['path\\0'] = '/b' } "
+              "end",
+              "/", 1, "unknown field 'path\\x00' in an op table");
+    run_error("return function(r) return { path = '/a', ['data\\0x'] = 'd' } "
+              "end",
+              "/", 1, "unknown field 'data\\x00x' in an op table");
+    run_error("return function(r) return { path = '/a', op = 'set\\0x' } end",
+              "/", 1, "unknown op 'set\\x00x'");
+    run_error("return function(r) return '/a', 'd', 'set\\0' end", "/", 1,
+              "unknown op 'set\\x00'");
+    run_error("return function(r) return { op = 'create', path = '/a', "
+              "mode = 'ttl\\0', ttl = 5 } end",
+              "/", 1, "unknown mode 'ttl\\x00'");
+}
+
+/* A list of ops holds items 1..n and nothing else: nothing is left out
+ * silently. */
+static void test_list_holes_and_keys(void **state) {
+    (void)state;
+    run_error("return function(r) return { [1] = { path = '/a' }, "
+              "[3] = { path = '/c' } } end",
+              "/", 1, "item 2 of the list is missing");
+    run_error("return function(r) local l = { { path = '/a' }, "
+              "{ path = '/b' }, { path = '/c' } } l[2] = nil return l end",
+              "/", 1, "item 2 of the list is missing");
+    run_error("return function(r) return { { path = '/a' }, "
+              "{ path = '/b' }, n = 2 } end",
+              "/", 1, "a list of ops has the key 'n' besides its items");
+    run_error("return function(r) return { { path = '/a' }, op = 'set' } end",
+              "/", 1, "a list of ops has the key 'op' besides its items");
+    run_error("return function(r) return { { path = '/a' }, [2.5] = "
+              "{ path = '/b' } } end",
+              "/", 1, "a list of ops has a number key besides its items");
+    run_error("return function(r) return { { path = '/a' }, [true] = 1 } end",
+              "/", 1, "a list of ops has a boolean key besides its items");
+    zf_oplist_t l = run_ops("return function(r) return { { path = '/a' }, "
+                            "{ path = '/b' } } end",
+                            &rec);
+    assert_int_equal(l.n, 2);
+    zf_oplist_free(&l);
+}
+
 /* Paths as the ZooKeeper server takes them, shown escaped in messages; the
  * root holds a sequential create's node; ZooKeeper's ttl limit. */
 static void test_zookeeper_rules(void **state) {
@@ -471,6 +573,9 @@ int main(void) {
         cmocka_unit_test(test_sandbox),
         cmocka_unit_test(test_op_tables),
         cmocka_unit_test(test_op_table_errors),
+        cmocka_unit_test(test_budget_before_copies),
+        cmocka_unit_test(test_field_names_with_nul),
+        cmocka_unit_test(test_list_holes_and_keys),
         cmocka_unit_test(test_zookeeper_rules),
         cmocka_unit_test(test_headers_lookup),
         cmocka_unit_test(test_params_and_allowed_ops),
