@@ -16,7 +16,8 @@ struct zf_script {
     zf_sandbox_t *sb;
     char *name;
     char *file;
-    zf_op_rules_t rules; /* root (owned) and ops */
+    zf_op_rules_t rules; /* root, ops, and the subtrees refused (owned) */
+    zf_reserved_t *reserved;
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
     int handler_ref; /* the error handler (on_error), made once */
@@ -101,17 +102,86 @@ zf_script_t *zf_script_new(const char *name, const char *file,
     return s;
 }
 
+/* Refuse the subtree path+suffix, which `owner` names, to the script:
+ * kept in its rules when it lies within the root (no op can touch it
+ * otherwise), unless `keep` is 0 (zf_op_validate checks it by itself).
+ * Returns 0, or -1 with err set when the root lies in that subtree (the
+ * script could write nothing) or when out of memory. */
+static int reserve(zf_script_t *s, const char *path, const char *suffix,
+                   const char *owner, int keep, char *err, size_t errlen) {
+    char *p = NULL, *o = NULL;
+    if (asprintf(&p, "%s%s", path, suffix) < 0)
+        goto nomem;
+    if (zf_path_is_under(s->rules.root, p)) {
+        snprintf(err, errlen,
+                 "%s: root %s lies in %s (%s), which scripts may not write",
+                 s->file, s->rules.root, p, owner);
+        free(p);
+        return -1;
+    }
+    if (!keep || !zf_path_is_under(p, s->rules.root)) {
+        free(p);
+        return 0;
+    }
+    zf_reserved_t *v = realloc(s->reserved, (s->rules.nreserved + 1) *
+                                                sizeof *v);
+    if (v)
+        s->rules.reserved = s->reserved = v;
+    if (!v || !(o = strdup(owner))) {
+        free(p);
+        goto nomem;
+    }
+    v[s->rules.nreserved++] = (zf_reserved_t){.path = p, .owner = o};
+    return 0;
+nomem:
+    snprintf(err, errlen, "%s: out of memory", s->file);
+    return -1;
+}
+
+/* The rules of the script's ops: root and ops from opts, and the subtrees
+ * that are not the script's to write. Returns -1 with err set on failure. */
+static int make_rules(zf_script_t *s, const zf_script_opts_t *opts,
+                      char *err, size_t errlen) {
+    const zf_config_t *cfg = opts->config;
+    if (!(s->rules.root = strdup(opts->root))) {
+        snprintf(err, errlen, "%s: out of memory", s->file);
+        return -1;
+    }
+    s->rules.allowed = opts->ops;
+    if (reserve(s, "/zookeeper", "", "ZooKeeper's own subtree", 0, err,
+                errlen) != 0 ||
+        (cfg && reserve(s, cfg->offsets_root, "", "[engine] offsets_root", 1,
+                        err, errlen) != 0))
+        return -1;
+    for (size_t i = 0; cfg && i < cfg->nscripts; i++) {
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        char owner[256];
+        if (!sc->zk_path)
+            continue;
+        snprintf(owner, sizeof owner, "the script of [script %s]", sc->name);
+        if (reserve(s, sc->zk_path, "", owner, 1, err, errlen) != 0)
+            return -1;
+        snprintf(owner, sizeof owner, "a fixture of [script %s]", sc->name);
+        if (reserve(s, sc->zk_path, ".records.jsonl", owner, 1, err,
+                    errlen) != 0 ||
+            reserve(s, sc->zk_path, ".expected.jsonl", owner, 1, err,
+                    errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 zf_script_t *zf_script_new_text(const char *name, const char *file,
                                 const char *src, size_t len,
                                 const zf_script_opts_t *opts, char *err,
                                 size_t errlen) {
     zf_script_t *s = calloc(1, sizeof *s);
-    if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file)) ||
-        !(s->rules.root = strdup(opts->root))) {
+    if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file))) {
         snprintf(err, errlen, "%s: out of memory", file);
         goto err;
     }
-    s->rules.allowed = opts->ops;
+    if (make_rules(s, opts, err, errlen) != 0)
+        goto err;
     s->fn_ref = s->handler_ref = s->body_ref = LUA_NOREF;
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
     for (size_t i = 0; i < len; i++)
@@ -182,6 +252,11 @@ void zf_script_destroy(zf_script_t *s) {
     free(s->name);
     free(s->file);
     free((char *)s->rules.root);
+    for (size_t i = 0; i < s->rules.nreserved; i++) {
+        free((char *)s->reserved[i].path);
+        free((char *)s->reserved[i].owner);
+    }
+    free(s->reserved);
     free(s);
 }
 

@@ -7,7 +7,9 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "zkflow/config.h"
 #include "zkflow/script.h"
+#include "zkflow/scriptset.h"
 
 static char err[2048];
 
@@ -524,6 +526,66 @@ static void test_zookeeper_rules(void **state) {
     zf_op_clear(&op);
 }
 
+/* The subtrees of zkflow's own znodes in the configuration are refused:
+ * [engine] offsets_root, and a zk: script's znode and its fixtures. */
+static void test_zkflow_znodes(void **state) {
+    (void)state;
+    char *lua = strdup(write_temp("w.lua", "return function(r) return "
+                                           "r.key end\n"));
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[kafka]\nbootstrap.servers = 127.0.0.1:9092\ngroup.id = g\n"
+             "[zookeeper]\nconnect = 127.0.0.1:2181\n"
+             "[engine]\noffsets_root = /zk/pos\n"
+             "[script w]\nfile = %s\ntopics = t\n"
+             "[script z]\nsource = zk:/zk/scripts/z\ntopics = u\n"
+             "[script inside]\nfile = %s\ntopics = v\nroot = /zk/pos/mine\n",
+             lua, lua);
+    zf_config_t *cfg;
+    if (zf_config_load(write_temp("c.ini", ini), &cfg, err, sizeof err) !=
+        ZF_OK)
+        fail_msg("%s", err);
+    zf_script_opts_t opts = zf_scriptset_opts(&cfg->scripts[0]);
+    zf_script_t *s = zf_script_new("w", lua, &opts, err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    static const struct {
+        const char *path, *what; /* what: NULL when allowed */
+    } cases[] = {
+        {"/zk/pos", "path /zk/pos is in /zk/pos ([engine] offsets_root)"},
+        {"/zk/pos/g/t/0", "is in /zk/pos ([engine] offsets_root), which "
+                          "scripts may not write"},
+        {"/zk/scripts/z", "is in /zk/scripts/z (the script of [script z])"},
+        {"/zk/scripts/z.records.jsonl", "(a fixture of [script z])"},
+        {"/zk/scripts/z.expected.jsonl", "(a fixture of [script z])"},
+        {"/zk/scripts/y", NULL},
+        {"/zk/position", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        zf_record_t r = rec;
+        r.key = cases[i].path;
+        r.key_len = strlen(cases[i].path);
+        zf_oplist_t l = {0};
+        zf_err_t rc = zf_script_transform(s, &r, &l, err, sizeof err);
+        if (!cases[i].what ? rc != ZF_OK
+                           : rc != ZF_ERECORD || !strstr(err, cases[i].what))
+            fail_msg("%s: got %d '%s'", cases[i].path, (int)rc,
+                     rc == ZF_OK ? "" : err);
+        if (cases[i].what)
+            assert_true(zf_script_failed_validation(s));
+        zf_oplist_free(&l);
+    }
+    zf_script_destroy(s);
+
+    /* A root inside them: the script could write nothing. */
+    opts = zf_scriptset_opts(&cfg->scripts[2]);
+    assert_null(zf_script_new("inside", lua, &opts, err, sizeof err));
+    assert_non_null(strstr(err, "root /zk/pos/mine lies in /zk/pos ([engine] "
+                                "offsets_root), which scripts may not write"));
+    zf_config_destroy(cfg);
+    free(lua);
+}
+
 static void test_headers_lookup(void **state) {
     (void)state;
     zf_op_t op = run_op("return function(r) return '/h', "
@@ -577,6 +639,7 @@ int main(void) {
         cmocka_unit_test(test_field_names_with_nul),
         cmocka_unit_test(test_list_holes_and_keys),
         cmocka_unit_test(test_zookeeper_rules),
+        cmocka_unit_test(test_zkflow_znodes),
         cmocka_unit_test(test_headers_lookup),
         cmocka_unit_test(test_params_and_allowed_ops),
     };
