@@ -231,6 +231,7 @@ static void section_begin(parse_t *p, char *header) {
         p->script->coalesce = INT_MIN;
         p->script->name = strdup(name);
         p->script->line = p->line;
+        p->script->config = cfg;
         p->section = "script";
         return;
     }

@@ -47,6 +47,7 @@ zf_script_opts_t zf_scriptset_opts(const zf_script_conf_t *sc) {
         .nparams = sc->nparams,
         .timeout_ms = sc->timeout_ms,
         .memory_mb = sc->memory_mb,
+        .config = sc->config,
     };
 }
 

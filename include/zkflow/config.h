@@ -54,6 +54,7 @@ typedef struct zf_script_conf {
     size_t nparams;
     char *sig;      /* every key = value of the section: equal signatures,
                        equal sections */
+    const struct zf_config *config; /* the configuration it belongs to */
 } zf_script_conf_t;
 
 typedef struct zf_config {
