@@ -21,6 +21,7 @@ typedef enum key_type {
     KEY_ENUM,   /* one of the words in `choices` */
     KEY_LISTEN, /* HOST:PORT to listen on, or empty (off) */
     KEY_BOOL,   /* true or false, stored as an int (1 or 0) */
+    KEY_CONNECT, /* a ZooKeeper connection string (check_connect) */
 } key_type_t;
 
 typedef enum key_owner { OWNER_CONFIG, OWNER_SCRIPT } key_owner_t;
@@ -43,8 +44,9 @@ typedef struct config_key {
 
 /* The one declaration of every key: parsing, defaults and --help use it. */
 static const config_key_t keys[] = {
-    {"zookeeper", "connect", KEY_STRING, CFG(zk_connect), NULL, 0, 0, NULL,
-     "host:port[,host:port...][/chroot], the ZooKeeper connection string"},
+    {"zookeeper", "connect", KEY_CONNECT, CFG(zk_connect), NULL, 0, 0, NULL,
+     "host:port[,host:port...][/chroot], the ZooKeeper connection string "
+     "(IPv6 without brackets: ::1:2181)"},
     {"zookeeper", "session_timeout_ms", KEY_INT, CFG(zk_session_timeout_ms),
      "10000", 1000, 600000, NULL, "ZooKeeper session timeout"},
     {"zookeeper", "connect_timeout_ms", KEY_INT, CFG(zk_connect_timeout_ms),
@@ -87,7 +89,8 @@ static const config_key_t keys[] = {
      "zk:/PATH: the Lua transform is kept in that znode instead of a file "
      "(give file or source)"},
     {"script", "topics", KEY_STRING, SCR(topics), NULL, 0, 0, NULL,
-     "comma-separated Kafka topics routed to this script"},
+     "comma-separated Kafka topics routed to this script (names of 1 to 249 "
+     "of [a-zA-Z0-9._-])"},
     {"script", "root", KEY_ZNODE, SCR(root), "/", 0, 0, NULL,
      "the script may only write znodes at or below this path"},
     {"script", "ops", KEY_STRING, SCR(ops_list),
@@ -97,6 +100,10 @@ static const config_key_t keys[] = {
      "time limit of one transform call (0: none)"},
     {"script", "memory_mb", KEY_INT, SCR(memory_mb), "64", 0, 65536, NULL,
      "memory limit of the script's Lua state (0: none)"},
+    {"script", "fixtures_timeout_ms", KEY_INT, SCR(fixtures_timeout_ms),
+     "1000", 1, 60000, NULL,
+     "time limit of all the script's fixture records together, each time it "
+     "loads (check, reload, publish)"},
     {"script", "on_error", KEY_ENUM, SCR(on_error), "stop", 0, 0,
      "stop skip dlq",
      "a record that fails: stop (uncommitted, exit 1), skip it, or dlq "
@@ -220,9 +227,11 @@ static void section_begin(parse_t *p, char *header) {
         p->script = &v[cfg->nscripts++];
         memset(p->script, 0, sizeof *p->script);
         p->script->timeout_ms = p->script->memory_mb = INT_MIN; /* not set */
+        p->script->fixtures_timeout_ms = INT_MIN;
         p->script->coalesce = INT_MIN;
         p->script->name = strdup(name);
         p->script->line = p->line;
+        p->script->config = cfg;
         p->section = "script";
         return;
     }
@@ -232,16 +241,27 @@ static void section_begin(parse_t *p, char *header) {
          header);
 }
 
-/* inih's line source: counts lines and spots section headers. */
+/* inih's line source: counts lines and spots section headers. A line is
+ * read byte by byte, so that a NUL in it is seen (inih and fgets would
+ * take it for the end of the line, and drop the rest). */
 static char *read_line(char *buf, int size, void *user) {
     parse_t *p = user;
-    if (!fgets(buf, size, p->fp))
-        return NULL;
+    int n = 0, c = 0, nul = 0;
+    while (n < size - 1 && c != '\n' && (c = getc(p->fp)) != EOF) {
+        nul |= c == '\0';
+        buf[n++] = (char)c;
+    }
+    if (n == 0)
+        return NULL; /* the end, or a read error (see zf_config_load) */
+    buf[n] = '\0';
     p->line = p->lines_done + 1;
-    size_t n = strlen(buf);
-    if (n > 0 && buf[n - 1] == '\n') {
+    if (nul) {
+        fail(p, p->line, "the line contains a NUL byte");
+        return NULL;
+    }
+    if (buf[n - 1] == '\n') {
         p->lines_done++;
-    } else if (!feof(p->fp)) {
+    } else if (c != EOF && (c = getc(p->fp)) != EOF) {
         fail(p, p->line, "line is longer than %d characters", size - 2);
         return NULL;
     }
@@ -277,6 +297,80 @@ static char *resolve_file(const parse_t *p, const char *value) {
     if (s)
         snprintf(s, n, "%s%s", p->dir, value);
     return s;
+}
+
+/* A ZooKeeper connection string, checked as the ZooKeeper 3.8 C client
+ * parses it (zookeeper_init), so that check refuses what run would: from
+ * the first '/' on, the chroot, a valid path; before it, HOST:PORT entries
+ * separated by commas (empty entries are skipped, blanks before a host
+ * allowed, blanks alone are not), split at the last ':' (so ::1:2181 is IPv6 without brackets,
+ * which the client does not take). Stricter than the client where it
+ * would take a string that cannot work: a port is 1 to 65535 in decimal
+ * (it reads 70000 as 4464 and 010 as octal), a host a name or address
+ * (it would fail to look it up), a chroot a path ZooKeeper accepts (it
+ * only refuses some control characters), and at least one entry. Names
+ * are not looked up here. Returns 0, or -1 with the reason in why. */
+static int check_connect(const char *value, char *why, size_t whylen) {
+    const char *chroot = strchr(value, '/');
+    size_t hlen = chroot ? (size_t)(chroot - value) : strlen(value);
+    char perr[256];
+    if (chroot && zf_path_check(chroot, strlen(chroot), perr, sizeof perr) !=
+                      ZF_OK) {
+        snprintf(why, whylen, "the chroot %s: %s", chroot, perr);
+        return -1;
+    }
+    size_t entries = 0;
+    const char *e = value;
+    while (e < value + hlen) {
+        size_t elen = strcspn(e, ",");
+        if (e + elen > value + hlen)
+            elen = (size_t)(value + hlen - e);
+        const char *end = e + elen, *colon = NULL;
+        for (const char *c = e; c < end; c++)
+            if (*c == ':')
+                colon = c;
+        if (e < end) { /* blanks alone are an entry without a port */
+            entries++;
+            while (e < end && isspace((unsigned char)*e))
+                e++;
+            if (e == end || !colon) {
+                if (e == end)
+                    snprintf(why, whylen, "an entry is blank");
+                else
+                    snprintf(why, whylen, "'%.*s' has no port (HOST:PORT)",
+                             (int)(end - e), e);
+                return -1;
+            }
+            /* Digits only, no leading 0: ',' and '/' end them. */
+            const char *port = colon + 1;
+            size_t plen = (size_t)(end - port);
+            if (plen == 0 || plen > 5 || port[0] == '0' ||
+                strspn(port, "0123456789") < plen ||
+                strtol(port, NULL, 10) > 65535) {
+                snprintf(why, whylen, "'%.*s': the port must be a number "
+                                      "from 1 to 65535",
+                         (int)(end - e), e);
+                return -1;
+            }
+            size_t ok = 0;
+            while (e + ok < colon &&
+                   (isalnum((unsigned char)e[ok]) || strchr(".-_:%", e[ok])))
+                ok++;
+            if (colon == e || e + ok < colon) {
+                snprintf(why, whylen, "'%.*s': '%.*s' is not a host name or "
+                                      "address (IPv6 without brackets: "
+                                      "::1:2181)",
+                         (int)(end - e), e, (int)(colon - e), e);
+                return -1;
+            }
+        }
+        e = end + 1;
+    }
+    if (!entries) {
+        snprintf(why, whylen, "no HOST:PORT before the chroot");
+        return -1;
+    }
+    return 0;
 }
 
 /* Convert `value` for key k and store it. Returns 0, or -1 after fail(). */
@@ -343,6 +437,15 @@ static int set_value(parse_t *p, const config_key_t *k, const char *value,
         if (*value && zf_http_parse_listen(value, NULL, NULL, why,
                                            sizeof why) != 0) {
             fail(p, line, "%s: %s", k->name, why);
+            return -1;
+        }
+        s = strdup(value);
+        break;
+    }
+    case KEY_CONNECT: {
+        char why[512];
+        if (check_connect(value, why, sizeof why) != 0) {
+            fail(p, line, "%s: '%s': %s", k->name, value, why);
             return -1;
         }
         s = strdup(value);
@@ -593,6 +696,8 @@ static int on_value(parse_t *p, const char *name, const char *value) {
             p->script->on_error_line = p->line;
         if (p->script && strcmp(name, "dlq_topic") == 0)
             p->script->dlq_topic_line = p->line;
+        if (p->script && strcmp(name, "topics") == 0)
+            p->script->topics_line = p->line;
         return set_value(p, &keys[i], value, p->line) == 0;
     }
     fail(p, p->line, "unknown key '%s' in [%s]", name, p->section);
@@ -626,6 +731,20 @@ static void apply_defaults(parse_t *p, key_owner_t owner, zf_script_conf_t *sc,
     }
 }
 
+/* A Kafka topic name, as Kafka checks it: 1 to 249 of [a-zA-Z0-9._-],
+ * not "." or "..". */
+#define NOT_A_TOPIC                                                           \
+    "is not a Kafka topic name (1 to 249 of letters, digits, '.', '_' and "  \
+    "'-'; not '.' or '..')"
+
+static int valid_topic(const char *t) {
+    size_t n = strlen(t);
+    if (n == 0 || n > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0)
+        return 0;
+    return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789._-") == n;
+}
+
 static int split_topics(parse_t *p, zf_script_conf_t *sc) {
     char *copy = strdup(sc->topics), *save = NULL;
     if (!copy)
@@ -635,13 +754,17 @@ static int split_topics(parse_t *p, zf_script_conf_t *sc) {
         if (!*t)
             continue;
         const zf_script_conf_t *other = zf_config_script_for_topic(p->cfg, t);
+        if (!valid_topic(t)) {
+            fail(p, sc->topics_line, "topics: '%s' %s", t, NOT_A_TOPIC);
+            break;
+        }
         if (other == sc) {
-            fail(p, sc->line, "topic '%s' is listed twice", t);
+            fail(p, sc->topics_line, "topic '%s' is listed twice", t);
             break;
         }
         if (other) {
-            fail(p, sc->line, "topic '%s' is routed to both [script %s] and "
-                              "[script %s]",
+            fail(p, sc->topics_line, "topic '%s' is routed to both [script "
+                                     "%s] and [script %s]",
                  t, other->name, sc->name);
             break;
         }
@@ -656,7 +779,7 @@ static int split_topics(parse_t *p, zf_script_conf_t *sc) {
     }
     free(copy);
     if (!sc->ntopics)
-        fail(p, sc->line, "[script %s] lists no topics", sc->name);
+        fail(p, sc->topics_line, "[script %s] lists no topics", sc->name);
     return 0;
 }
 
@@ -707,15 +830,6 @@ static void check_source(parse_t *p, zf_script_conf_t *sc) {
         fail(p, sc->file_line, "source: '%s': %s", sc->zk_path, why);
 }
 
-/* A Kafka topic name: 1 to 249 of [a-zA-Z0-9._-], not "." or "..". */
-static int valid_topic(const char *t) {
-    size_t n = strlen(t);
-    if (n == 0 || n > 249 || strcmp(t, ".") == 0 || strcmp(t, "..") == 0)
-        return 0;
-    return strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                     "0123456789._-") == n;
-}
-
 /* on_error = dlq needs a dlq_topic, and a dlq_topic needs on_error = dlq;
  * dead letters must not flow back into a script. Runs once every section's
  * topics are known. */
@@ -736,10 +850,8 @@ static void check_dlq(parse_t *p, zf_script_conf_t *sc) {
     if (!dlq)
         return;
     if (!valid_topic(sc->dlq_topic)) {
-        fail(p, sc->dlq_topic_line, "dlq_topic: '%s' is not a Kafka topic "
-                                    "name (1 to 249 of letters, digits, '.', "
-                                    "'_' and '-')",
-             sc->dlq_topic);
+        fail(p, sc->dlq_topic_line, "dlq_topic: '%s' %s", sc->dlq_topic,
+             NOT_A_TOPIC);
         return;
     }
     const zf_script_conf_t *reader =
@@ -829,6 +941,8 @@ zf_err_t zf_config_load(const char *path, zf_config_t **out, char *err,
     if (fstat(fileno(p.fp), &st) == 0)
         cfg->file_mode = st.st_mode & 07777;
     int rc = ini_parse_stream(read_line, &p, on_key, &p);
+    if (ferror(p.fp) && !p.err_line)
+        fail(&p, p.lines_done + 1, "cannot read: %s", strerror(errno));
     fclose(p.fp);
     if (rc > 0 && (!p.err_line || rc < p.err_line)) {
         p.err_line = 0; /* inih's syntax error comes first */

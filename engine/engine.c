@@ -63,6 +63,9 @@ typedef struct engine {
     uint64_t coalesced; /* records left out of their batch by coalescing */
     zf_partition_t *full; /* has max_queued_records waiting, or NULL */
     int64_t full_since;   /* since then (ms) */
+    int64_t position_every_ms; /* exactly_once: longest a position may trail
+                                  records that wrote nothing */
+    int64_t position_due; /* when the next such position is due (ms), or 0 */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -118,19 +121,26 @@ static void store_progress(engine_t *e, zf_partition_t *p) {
  * at all) is in flight. Outcomes arrive even when ZooKeeper is away: retries
  * end with the session, so this always returns. */
 static void drain(engine_t *e, const zf_partition_t *p) {
-    while (p ? p->nsent > 0 : zf_zk_inflight(e->zk) > 0) {
+    while (p ? p->nsent > 0 || p->writing_position
+             : zf_zk_inflight(e->zk) > 0) {
         struct pollfd pfd = {.fd = zf_zk_fd(e->zk), .events = POLLIN};
         poll(&pfd, 1, zf_zk_next_timeout_ms(e->zk));
         zf_zk_process(e->zk);
     }
 }
 
+/* The value of a [kafka] key, or dflt when it is not set. */
+static const char *kafka_value(const zf_config_t *cfg, const char *key,
+                               const char *dflt) {
+    for (size_t i = 0; i < cfg->nkafka; i++)
+        if (strcmp(cfg->kafka[i].key, key) == 0)
+            return cfg->kafka[i].value;
+    return dflt;
+}
+
 /* exactly_once: where partition p's position is kept. */
 static char *position_path(const engine_t *e, const zf_partition_t *p) {
-    const char *group = "";
-    for (size_t i = 0; i < e->cfg->nkafka; i++)
-        if (strcmp(e->cfg->kafka[i].key, "group.id") == 0)
-            group = e->cfg->kafka[i].value;
+    const char *group = kafka_value(e->cfg, "group.id", "");
     const char *root = e->cfg->offsets_root;
     char *path;
     if (asprintf(&path, "%s/%s/%s/%d", strcmp(root, "/") ? root : "", group,
@@ -169,6 +179,71 @@ static void start_at_position(engine_t *e, zf_partition_t *p, zf_tp_t *tp) {
     p->next_offset = p->position = next;
 }
 
+/* Another instance owns partition p now (its position moved under this
+ * one): write nothing more there, commit nothing; the group takes it. */
+static void leave(engine_t *e, zf_partition_t *p, const char *why) {
+    if (!p->blocked)
+        zf_warn(LOG, "%s [%d]: %s; leaving the partition to its new owner",
+                p->topic, (int)p->partition, why);
+    p->blocked = 1;
+    p->no_position = 1;
+    zf_partition_drop_queued(p);
+    if (!p->paused) {
+        zf_source_pause(e->src, p->topic, p->partition, 1);
+        p->paused = 1;
+    }
+}
+
+/* The `done` of a position written alone (sync_position). */
+static void on_position_written(void *ctx, zf_err_t rc, const char *why) {
+    zf_partition_t *p = ctx;
+    engine_t *e = p->owner;
+    p->writing_position = 0;
+    if (rc == ZF_OK)
+        return;
+    if (rc == ZF_EFENCED) {
+        leave(e, p, why);
+        return;
+    }
+    zf_error(LOG, "%s [%d]: cannot write the position %s: %s; stopping",
+             p->topic, (int)p->partition, p->fence.path, why);
+    p->no_position = 1;
+    fail(e);
+}
+
+/* exactly_once: write partition p's position on its own when it trails
+ * records that are done but wrote nothing (skipped, dead-lettered), and no
+ * batch queued or in flight will carry it: at once with `now` (before a
+ * commit: a stop, the end of --exit-on-eof, a revocation), else once it has
+ * trailed for position_every_ms, so a crash after that replays none of
+ * them. Returns 1 while such a write is in flight for p. */
+static int sync_position(engine_t *e, zf_partition_t *p, int now) {
+    static const zf_oplist_t none = {0};
+    if (!p->fence.path || e->opts.dry_run || p->no_position)
+        return 0;
+    if (p->writing_position)
+        return 1;
+    if (p->nsent > 0 || zf_partition_next_queued(p) ||
+        p->committable <= p->fence.next) {
+        p->behind_since = 0;
+        return 0;
+    }
+    int64_t t = zf_now_ms();
+    if (!p->behind_since)
+        p->behind_since = t;
+    int64_t due = p->behind_since + e->position_every_ms;
+    if (!now && t < due) {
+        if (!e->position_due || due < e->position_due)
+            e->position_due = due;
+        return 0;
+    }
+    p->behind_since = 0;
+    p->writing_position = 1;
+    zf_zk_item_t item = {&none, p, p->committable};
+    zf_zk_apply(e->zk, &item, 1, &p->fence, on_position_written);
+    return 1;
+}
+
 static void on_assigned(void *ctx, zf_tp_t *tps, size_t n) {
     engine_t *e = ctx;
     zf_partition_t **v = realloc(e->parts, (e->nparts + n) * sizeof *v);
@@ -203,8 +278,11 @@ static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
          * writes already sent are finished before the partition goes. */
         zf_partition_drop_queued(p);
         drain(e, p);
-        if (!lost)
+        if (!lost) {
             store_progress(e, p);
+            if (sync_position(e, p, 1))
+                drain(e, p);
+        }
     }
     if (!lost && !e->stopping) {
         /* The rebalance handler is where a commit for partitions being let
@@ -307,18 +385,8 @@ static void on_applied(void *ctx, zf_err_t rc, const char *why) {
         return;
     }
     if (rc == ZF_EFENCED) {
-        /* Another instance owns the partition now: write nothing more,
-         * commit nothing; the group takes it from this one. */
-        if (!p->blocked)
-            zf_warn(LOG, "%s [%d]: %s; leaving the partition to its new owner",
-                    p->topic, (int)p->partition, why);
         zf_entry_failed(en);
-        p->blocked = 1;
-        zf_partition_drop_queued(p);
-        if (!p->paused) {
-            zf_source_pause(e->src, p->topic, p->partition, 1);
-            p->paused = 1;
-        }
+        leave(e, p, why);
         return;
     }
     const char *policy = rc == ZF_ERECORD ? policy_of(e, p) : "stop";
@@ -524,10 +592,11 @@ static size_t oplist_bytes(const zf_oplist_t *l) {
  * Returns how many records wait to be sent. */
 static size_t dispatch(engine_t *e) {
     size_t waiting = 0;
+    e->position_due = 0;
     for (size_t i = 0; i < e->nparts; i++) {
         zf_partition_t *p = e->parts[i];
         store_progress(e, p);
-        if (p->blocked)
+        if (sync_position(e, p, 0) || p->blocked)
             continue;
         zf_entry_t *en = zf_partition_next_queued(p);
         if (!en)
@@ -630,6 +699,11 @@ static int ended(engine_t *e, size_t waiting) {
         return 0;
     }
     if (!e->commit_since) {
+        int writing = 0;
+        for (size_t i = 0; i < e->nparts; i++)
+            writing |= sync_position(e, e->parts[i], 1);
+        if (writing)
+            return 0; /* positions first, then the commit */
         zf_info(LOG, "%s; committing offsets",
                 e->stopping ? "writes finished" : "every partition is caught up");
         zf_source_commit_start(e->src);
@@ -756,6 +830,11 @@ static void loop(engine_t *e) {
             if (left < timeout)
                 timeout = left > 0 ? (int)left : 0;
         }
+        if (e->position_due) {
+            int64_t left = e->position_due - zf_now_ms();
+            if (left < timeout)
+                timeout = left > 0 ? (int)left : 0;
+        }
         if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
@@ -809,6 +888,10 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
         return ZF_EXIT_FAILURE;
     }
     int status = ZF_EXIT_USAGE;
+    e.position_every_ms =
+        atoll(kafka_value(cfg, "auto.commit.interval.ms", "5000"));
+    if (e.position_every_ms <= 0)
+        e.position_every_ms = 5000;
     /* A batch holds at most batch_max_ops records (each has an op). */
     e.batch_cap = (size_t)cfg->batch_max_ops;
     if (!(e.batch = calloc(e.batch_cap, sizeof *e.batch))) {

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "zkflow/clock.h"
 #include "zkflow/file.h"
 #include "zkflow/jsonl.h"
 
@@ -199,6 +200,8 @@ zf_err_t zf_fixture_run(zf_script_t *s, FILE *records, const char *name,
 typedef struct first_problem {
     const zf_fixture_text_t *fx;
     int expecting;
+    int budget_ms;      /* 0: no bound */
+    int64_t started_ms; /* when the records started */
     char *err;
     size_t errlen;
     int found;
@@ -206,9 +209,16 @@ typedef struct first_problem {
 
 static int note_problem(void *ctx, const zf_fixture_line_t *l) {
     first_problem_t *p = ctx;
-    if (p->expecting ? l->matched : !l->failed)
-        return 0;
-    if (!p->expecting)
+    if (p->expecting ? l->matched : !l->failed) {
+        int64_t took = zf_now_ms() - p->started_ms;
+        if (!p->budget_ms || !l->actual || took <= p->budget_ms)
+            return 0;
+        snprintf(p->err, p->errlen, "%s: stopped at record %zu: the fixtures "
+                                    "took %lld ms, over fixtures_timeout_ms "
+                                    "= %d (all fixture records together)",
+                 p->fx->records_name, l->index + 1, (long long)took,
+                 p->budget_ms);
+    } else if (!p->expecting)
         snprintf(p->err, p->errlen, "%s: record %zu: %s", p->fx->records_name,
                  l->index + 1, l->actual);
     else if (!l->actual)
@@ -225,7 +235,8 @@ static int note_problem(void *ctx, const zf_fixture_line_t *l) {
 }
 
 zf_err_t zf_fixture_check(zf_script_t *s, const zf_fixture_text_t *fx,
-                          size_t *nrecords, char *err, size_t errlen) {
+                          int budget_ms, size_t *nrecords, char *err,
+                          size_t errlen) {
     *nrecords = 0;
     if (!fx->records) {
         if (!fx->expected)
@@ -249,7 +260,8 @@ zf_err_t zf_fixture_check(zf_script_t *s, const zf_fixture_text_t *fx,
         snprintf(err, errlen, "%s: out of memory", fx->records_name);
         return ZF_ENOMEM;
     }
-    first_problem_t p = {fx, exp != NULL, err, errlen, 0};
+    first_problem_t p = {fx, exp != NULL, budget_ms, zf_now_ms(), err, errlen,
+                         0};
     zf_fixture_stats_t st;
     rc = zf_fixture_run(s, fp, fx->records_name, exp, note_problem, &p, &st,
                         err, errlen);
@@ -281,7 +293,8 @@ static char *read_optional(const char *path, size_t *len, int *ok, char *err,
 }
 
 zf_err_t zf_fixture_check_files(zf_script_t *s, const char *script_file,
-                                size_t *nrecords, char *err, size_t errlen) {
+                                int budget_ms, size_t *nrecords, char *err,
+                                size_t errlen) {
     *nrecords = 0;
     char *rname = zf_fixture_path(script_file, ".records.jsonl");
     char *ename = zf_fixture_path(script_file, ".expected.jsonl");
@@ -302,7 +315,7 @@ zf_err_t zf_fixture_check_files(zf_script_t *s, const char *script_file,
         goto out;
     fx.records = rtext;
     fx.expected = etext;
-    rc = zf_fixture_check(s, &fx, nrecords, err, errlen);
+    rc = zf_fixture_check(s, &fx, budget_ms, nrecords, err, errlen);
 out:
     free(rtext);
     free(etext);

@@ -42,40 +42,6 @@ static void buf_puts(buf_t *b, const char *s) { buf_add(b, s, strlen(s)); }
 /* ------------------------------------------------------------------------
  * UTF-8 and base64 */
 
-/* Length of the valid UTF-8 sequence at s[0..len), or 0 when it is not
- * one. The rules are jansson's: no overlong forms, no surrogates, nothing
- * above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t len) {
-    unsigned char c = s[0];
-    size_t n;
-    uint32_t v;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        v = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        v = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        v = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > len)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = (v << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && v < 0x800) || (n == 4 && v < 0x10000) || v > 0x10ffff ||
-        (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* s[0..len) as a JSON string value, every byte that is not part of valid
  * UTF-8 replaced by U+FFFD. NULL when out of memory. */
 static json_t *json_string_lossy(const char *s, size_t len) {
@@ -84,7 +50,8 @@ static json_t *json_string_lossy(const char *s, size_t len) {
         return j;
     buf_t b = {0};
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq((const unsigned char *)s + i, len - i);
+        uint32_t cp;
+        size_t n = zf_utf8_char(s + i, len - i, &cp);
         if (n) {
             buf_add(&b, s + i, n);
             i += n;

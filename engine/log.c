@@ -66,33 +66,55 @@ static size_t utf8_len(const unsigned char *s, size_t left) {
     return n;
 }
 
-/* Append s[0..len) to buf as the inside of a JSON string, stopping before
- * a character that does not fit below `limit`. Returns the new length. */
-static size_t json_escape(char *buf, size_t n, size_t limit, const char *s,
-                          size_t len) {
+/* Append s[0..len) to buf escaped for `format`, stopping before a
+ * character whose escaped form does not fit below `limit`; returns the new
+ * length. Both formats escape control characters (C0, DEL and the C1 range
+ * U+0080-U+009F), so a message is always one line that cannot forge others
+ * or drive a terminal: JSON as a JSON string's inside (\n, \t, \r, \b, \f,
+ * \uXXXX, \" and \\; bytes that are not UTF-8 as \ufffd), text as \n, \t,
+ * \r or \xHH per byte (bytes that are not UTF-8 too). */
+static size_t escape(char *buf, size_t n, size_t limit, zf_log_format_t format,
+                     const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
+    const int json = format == ZF_LOG_JSON;
     size_t i = 0;
     while (i < len) {
-        char esc[8];
-        const char *out = esc;
+        char esc[16];
+        const char *out = (const char *)&p[i];
         size_t outn, take = 1;
         unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c, outn = 2;
-        } else if (c == '\n' || c == '\t' || c == '\r' || c == '\b' ||
-                   c == '\f') {
+        /* A C1 control is U+0080-U+009F, as UTF-8 0xC2 0x80-0x9F. */
+        int c1 = c == 0xC2 && i + 1 < len && p[i + 1] >= 0x80 &&
+                 p[i + 1] <= 0x9F;
+        if (json && (c == '"' || c == '\\')) {
+            esc[0] = '\\', esc[1] = (char)c, out = esc, outn = 2;
+        } else if (c == '\n' || c == '\t' || c == '\r' ||
+                   (json && (c == '\b' || c == '\f'))) {
             esc[0] = '\\';
             esc[1] = c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r'
                    : c == '\b' ? 'b' : 'f';
-            outn = 2;
+            out = esc, outn = 2;
+        } else if (c1 && json) {
+            outn = (size_t)snprintf(esc, sizeof esc, "\\u%04x", p[i + 1]);
+            out = esc, take = 2;
+        } else if (c1) {
+            memcpy(esc, "\\xc2\\x", 6);
+            esc[6] = hex[p[i + 1] >> 4], esc[7] = hex[p[i + 1] & 15];
+            out = esc, outn = 8, take = 2;
         } else if (c < 0x20 || c == 0x7F) {
-            outn = (size_t)snprintf(esc, sizeof esc, "\\u%04x", c);
+            outn = json ? (size_t)snprintf(esc, sizeof esc, "\\u%04x", c)
+                        : (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+            out = esc;
         } else if (c < 0x80) {
-            out = (const char *)&p[i], outn = 1;
+            outn = 1;
         } else if ((take = utf8_len(p + i, len - i)) > 0) {
-            out = (const char *)&p[i], outn = take;
-        } else {
+            outn = take;
+        } else if (json) {
             out = "\\ufffd", outn = 6, take = 1;
+        } else {
+            outn = (size_t)snprintf(esc, sizeof esc, "\\x%02x", c);
+            out = esc, take = 1;
         }
         if (n + outn > limit)
             break;
@@ -122,23 +144,19 @@ size_t zf_log_format_line(char *buf, size_t cap, zf_log_format_t format,
                                        "\"component\":\"",
                              ts, level_words[level]);
         /* Room is kept for the closing "}\n at every step. */
-        n = json_escape(buf, n, cap - 24, component, strlen(component));
+        n = escape(buf, n, cap - 24, format, component, strlen(component));
         memcpy(buf + n, "\",\"msg\":\"", 9);
-        n = json_escape(buf, n + 9, cap - 4, msg, mlen);
+        n = escape(buf, n + 9, cap - 4, format, msg, mlen);
         memcpy(buf + n, "\"}\n", 4); /* with the NUL */
         return n + 3;
     }
-    n = (size_t)snprintf(buf, cap, "%s %-5s %s: ", ts, level_names[level],
-                         component);
-    if (n > cap - 2)
-        n = cap - 2;
-    if (mlen > cap - 2 - n)
-        mlen = cap - 2 - n; /* truncated: keep the newline */
-    memcpy(buf + n, msg, mlen);
-    n += mlen;
-    buf[n++] = '\n';
-    buf[n] = '\0';
-    return n;
+    n = (size_t)snprintf(buf, cap, "%s %-5s ", ts, level_names[level]);
+    /* Room is kept for ": " and the newline at every step. */
+    n = escape(buf, n, cap - 4, format, component, strlen(component));
+    memcpy(buf + n, ": ", 2);
+    n = escape(buf, n + 2, cap - 2, format, msg, mlen);
+    memcpy(buf + n, "\n", 2); /* with the NUL */
+    return n + 1;
 }
 
 void zf_logv(zf_log_level_t level, const char *component, const char *fmt,

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zookeeper/zookeeper_version.h>
 
 #include "zkflow/config.h"
@@ -86,7 +87,8 @@ static void usage(FILE *out) {
         "  -v, --verbose      debug logging;  -q, --quiet  warnings and errors\n"
         "  -h, --help         this text;  -V, --version  versions\n"
         "\n"
-        "signals: SIGINT/SIGTERM finish the writes in flight, commit, exit 0.\n"
+        "signals: SIGINT/SIGTERM finish the writes in flight, commit, exit 0\n"
+        "         (check and publish: stop at once, by that signal).\n"
         "         SIGHUP reads the configuration's [script] sections and every\n"
         "         script again (a script also reloads when its file or znode\n"
         "         changes); a version that fails to load or fails its\n"
@@ -107,6 +109,30 @@ static void version(void) {
     printf("librdkafka %s\n", rd_kafka_version_str());
     printf("zookeeper client %s\n", ZOO_VERSION);
     printf("%s\n", LUAJIT_VERSION);
+}
+
+/* check and publish: SIGINT or SIGTERM stops them at once, wherever they
+ * wait (ZooKeeper, fixtures), on whichever thread it lands, with a
+ * message; the process then ends by that signal. */
+static char stop_msg[2][64]; /* [0]: SIGINT, [1]: SIGTERM */
+
+static void on_stop_signal(int sig) {
+    const char *m = stop_msg[sig == SIGTERM];
+    ssize_t w = write(STDERR_FILENO, m, strlen(m));
+    (void)w;
+    raise(sig); /* the default action again (SA_RESETHAND): the end */
+}
+
+static void stop_on_signals(const char *cmd) {
+    snprintf(stop_msg[0], sizeof stop_msg[0], "zkflow %s: stopped by SIGINT\n",
+             cmd);
+    snprintf(stop_msg[1], sizeof stop_msg[1],
+             "zkflow %s: stopped by SIGTERM\n", cmd);
+    struct sigaction sa = {.sa_handler = on_stop_signal,
+                           .sa_flags = SA_RESETHAND};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* Load the configuration and every script; print what is wrong.
@@ -170,7 +196,8 @@ static int cmd_publish(zf_config_t *cfg, const char *name, const char *file) {
     char *epath = zf_fixture_path(file, ".expected.jsonl");
     size_t len = 0, rlen = 0, elen = 0;
     zf_zkstore_t *zs = NULL;
-    if (zf_fixture_check_files(s, file, &checked, err, sizeof err) != ZF_OK) {
+    if (zf_fixture_check_files(s, file, sc->fixtures_timeout_ms, &checked,
+                               err, sizeof err) != ZF_OK) {
         fprintf(stderr, "%s: not published: %s\n", file, err);
         goto out;
     }
@@ -458,14 +485,18 @@ int main(int argc, char **argv) {
         goto out;
     }
 
-    /* Block the signals the engine takes through its signalfd before any
-     * library starts a thread, so no thread receives them instead. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    if (strcmp(cmd, "run") == 0) {
+        /* Block the signals the engine takes through its signalfd before
+         * any library starts a thread, so no thread receives them instead. */
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGHUP);
+        sigprocmask(SIG_BLOCK, &sigs, NULL);
+    } else {
+        stop_on_signals(cmd);
+    }
 
     /* check and publish print their outcome; their logs are for -v. */
     if (!level_set && strcmp(cmd, "run") != 0)

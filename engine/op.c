@@ -1,6 +1,7 @@
 #include "zkflow/op.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,48 +53,195 @@ int zf_mode_parse(const char *name, zf_create_mode_t *out) {
     return 0;
 }
 
-/* The component c[0..len) of a path: not empty, "." or "..". */
-static int bad_component(const char *c, size_t len, char *err, size_t errlen) {
-    if (len == 0) {
-        snprintf(err, errlen, "path has an empty component ('//')");
+/* ---------------------------------------------------------------- paths */
+
+size_t zf_utf8_char(const char *str, size_t len, uint32_t *cp) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned char c = s[0];
+    size_t n;
+    uint32_t v, min;
+    if (c < 0x80) {
+        *cp = c;
         return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, v = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, v = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, v = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
     }
-    if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.')) {
-        snprintf(err, errlen, "path has a '.' or '..' component");
-        return 1;
+    if (n > len)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3f);
     }
-    return 0;
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+/* The ZooKeeper server refuses these in a path (PathUtils.validatePath
+ * checks UTF-16 units: a character above U+FFFF is a surrogate pair). */
+static int zk_refuses(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+           (cp >= 0xd800 && cp <= 0xf8ff) || cp >= 0xfff0;
+}
+
+/* A C0 or C1 control character, or DEL: escaped in messages. */
+static int is_control(uint32_t cp) {
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+/* The character at s[i] as zf_op_escape writes it: into esc (room for 16
+ * bytes), returning its length; *n is set to the bytes of s it covers. */
+static size_t escape_char(const unsigned char *s, size_t len, size_t i,
+                          char *esc, size_t *n) {
+    static const char hex[] = "0123456789abcdef";
+    uint32_t cp = s[i];
+    size_t k = 0, m = 1;
+    if (!(m = zf_utf8_char((const char *)s + i, len - i, &cp)))
+        m = 1, cp = 0; /* not UTF-8: this byte, escaped */
+    if (s[i] == '\\') {
+        esc[k++] = '\\';
+        esc[k++] = '\\';
+    } else if (is_control(cp)) {
+        for (size_t j = i; j < i + m; j++) {
+            esc[k++] = '\\';
+            esc[k++] = 'x';
+            esc[k++] = hex[s[j] >> 4];
+            esc[k++] = hex[s[j] & 15];
+        }
+    } else {
+        memcpy(esc, s + i, m);
+        k = m;
+    }
+    *n = m;
+    return k;
+}
+
+const char *zf_op_escape(const char *s, size_t len, char *out,
+                         size_t outlen) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t room = outlen - 1, full = 0, n;
+    char esc[16];
+    for (size_t i = 0; i < len; i += n)
+        full += escape_char(u, len, i, esc, &n);
+    /* When it does not fit: the head up to `head` bytes, "...", and the
+     * characters whose escapes add up to at most `tail` bytes at the end. */
+    size_t head = room, tail = 0;
+    if (full > room) {
+        head = room > 3 ? (room - 3) * 2 / 3 : 0;
+        tail = room > 3 ? room - 3 - head : 0;
+    }
+    size_t o = 0, before = 0; /* escaped length of s[0..i) */
+    int cut = 0;
+    for (size_t i = 0; i < len; i += n) {
+        size_t k = escape_char(u, len, i, esc, &n);
+        if (!cut && o + k <= head) {
+            memcpy(out + o, esc, k);
+            o += k;
+        } else if (!cut) {
+            cut = 1;
+            if (o + 3 <= room) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+            }
+        }
+        if (cut && full - before <= tail && o + k <= room) {
+            memcpy(out + o, esc, k);
+            o += k;
+        }
+        before += k;
+    }
+    out[o] = '\0';
+    return out;
 }
 
 #define BYTES(b) (0x0101010101010101ull * (b))
 
-/* The high bit of each byte of w that is a control character (below 0x20,
- * or 0x7f) or '/'; the other bits clear. Exact per byte (no borrow runs
- * from one byte into the next), so the bits can be walked one by one. */
+/* The high bit of each byte of w that is special in a path: below 0x20,
+ * 0x7f, '/', or 0x80 and up (not ASCII); the other bits clear. Exact per
+ * byte (no borrow runs from one byte into the next), so the bits can be
+ * walked one by one. */
 static uint64_t special_bytes(uint64_t w) {
     uint64_t low7 = w & BYTES(0x7f);
     uint64_t ctl = ~(low7 + BYTES(0x60)) & ~w;  /* below 0x20 */
     uint64_t x = w ^ BYTES(0x7f), y = w ^ BYTES('/');
     uint64_t del = ~(((x & BYTES(0x7f)) + BYTES(0x7f)) | x); /* == 0x7f */
     uint64_t slash = ~(((y & BYTES(0x7f)) + BYTES(0x7f)) | y); /* == '/' */
-    return (ctl | del | slash) & BYTES(0x80);
+    return (ctl | del | slash | w) & BYTES(0x80);
 }
 
-zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
-    if (len == 0 || path[0] != '/') {
-        snprintf(err, errlen, "path must start with '/'");
-        return ZF_ERECORD;
-    }
+/* Room for a path in a message: paths may be long, messages are not. */
+#define SHOWN 160
+
+/* Room for why a path is invalid (without the path). */
+#define WHY 96
+
+/* Set why to the formatted reason; returns ZF_ERECORD. */
+static zf_err_t bad_path(char *why, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static zf_err_t bad_path(char *why, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, WHY, fmt, ap);
+    va_end(ap);
+    return ZF_ERECORD;
+}
+
+/* The component path[at..at+len): not empty, "." or "..". */
+static zf_err_t check_component(const char *path, size_t len, char *why) {
+    if (len == 0)
+        return bad_path(why, "has an empty component ('//')");
+    if ((len == 1 && path[0] == '.') ||
+        (len == 2 && path[0] == '.' && path[1] == '.'))
+        return bad_path(why, "has a '.' or '..' component");
+    return ZF_OK;
+}
+
+/* The character at path[i], not '/' but special (special_bytes): the
+ * reason it is refused, or ZF_OK with *next just past it. */
+static zf_err_t check_char(const char *path, size_t len, size_t i,
+                           size_t *next, char *why) {
+    const unsigned char *u = (const unsigned char *)path;
+    uint32_t cp = u[i];
+    size_t n = 1;
+    if (u[i] >= 0x80 && !(n = zf_utf8_char(path + i, len - i, &cp)))
+        return bad_path(why, "is not valid UTF-8 at byte %zu", i);
+    if (cp == 0)
+        return bad_path(why, "has a NUL byte at byte %zu", i);
+    if (is_control(cp))
+        return bad_path(why, "has a control character at byte %zu", i);
+    if (zk_refuses(cp))
+        return bad_path(why,
+                        "has a character ZooKeeper refuses in paths (U+%04X) "
+                        "at byte %zu",
+                        (unsigned)cp, i);
+    *next = i + n;
+    return ZF_OK;
+}
+
+/* zf_path_check's verdict, the reason in why (WHY bytes) without the path
+ * and the word "path". */
+static zf_err_t path_problem(const char *path, size_t len, char *why) {
+    if (len == 0 || path[0] != '/')
+        return bad_path(why, "must start with '/'");
     if (len == 1)
         return ZF_OK;
-    if (path[len - 1] == '/') {
-        snprintf(err, errlen, "path must not end with '/'");
-        return ZF_ERECORD;
-    }
+    if (path[len - 1] == '/')
+        return bad_path(why, "must not end with '/'");
     /* Eight bytes at a time; the last few loaded into a word padded with
      * '/' (which is cut off below). Only the special bytes are looked at:
-     * a control character is an error, a '/' ends a component. */
+     * a '/' ends a component; anything else is an error, or the start of
+     * a multibyte character, whose other bytes are then passed over. */
     size_t comp = 1; /* start of the current component */
+    size_t next = 1; /* first byte not inside a character looked at */
     for (size_t at = 1; at < len; at += 8) {
         uint64_t w;
         size_t n = len - at;
@@ -113,18 +261,44 @@ zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen) {
             m &= (1ull << (8 * n)) - 1; /* not the padding */
         for (; m; m &= m - 1) {
             size_t i = at + (size_t)__builtin_ctzll(m) / 8;
+            if (i < next)
+                continue; /* inside a multibyte character */
             if (path[i] != '/') {
-                snprintf(err, errlen,
-                         "path has a control character at byte %zu", i);
-                return ZF_ERECORD;
+                if (check_char(path, len, i, &next, why) != ZF_OK)
+                    return ZF_ERECORD;
+                continue;
             }
-            if (bad_component(path + comp, i - comp, err, errlen))
+            /* Only a component of 2 bytes or fewer can be refused. */
+            if (i - comp <= 2 &&
+                check_component(path + comp, i - comp, why) != ZF_OK)
                 return ZF_ERECORD;
             comp = i + 1;
         }
     }
-    return bad_component(path + comp, len - comp, err, errlen) ? ZF_ERECORD
-                                                               : ZF_OK;
+    return check_component(path + comp, len - comp, why);
+}
+
+zf_err_t zf_path_check(const char *path, size_t len, char *err,
+                       size_t errlen) {
+    char why[WHY];
+    if (path_problem(path, len, why) == ZF_OK)
+        return ZF_OK;
+    snprintf(err, errlen, "path %s", why);
+    return ZF_ERECORD;
+}
+
+zf_err_t zf_path_explain(const char *path, size_t len, char *err,
+                         size_t errlen) {
+    char why[WHY], shown[SHOWN];
+    if (len == 0) {
+        snprintf(err, errlen, "path is empty (it must start with '/')");
+        return ZF_ERECORD;
+    }
+    if (path_problem(path, len, why) == ZF_OK)
+        return ZF_OK;
+    snprintf(err, errlen, "path %s %s",
+             zf_op_escape(path, len, shown, sizeof shown), why);
+    return ZF_ERECORD;
 }
 
 /* zf_path_is_under, with both lengths known. */
@@ -138,6 +312,65 @@ static int is_under(const char *path, size_t plen, const char *root,
 
 int zf_path_is_under(const char *path, const char *root) {
     return is_under(path, strlen(path), root, strlen(root));
+}
+
+/* ZooKeeper's counter on a sequential node's name: 10 characters, "%010d"
+ * of a signed 32-bit number. */
+#define SEQ_DIGITS 10
+
+/* True when a sequential create at path[0..plen) can make a node in the
+ * subtree `tree` (not "/"): when the path lies below it (not at it: the
+ * node is then a sibling of the subtree), or when the tree is the path plus
+ * a counter. */
+static int seq_can_reach(const char *path, size_t plen, const char *tree,
+                         size_t tlen) {
+    if (plen > tlen)
+        return is_under(path, plen, tree, tlen);
+    if (tlen != plen + SEQ_DIGITS || memcmp(tree, path, plen) != 0)
+        return 0;
+    for (size_t i = plen; i < tlen; i++)
+        if ((tree[i] < '0' || tree[i] > '9') && tree[i] != '-')
+            return 0;
+    return 1;
+}
+
+/* ZooKeeper's own subtree: quotas, the ensemble's configuration. */
+static const zf_reserved_t zookeeper_subtree = {"/zookeeper",
+                                                "ZooKeeper's own subtree"};
+
+/* The op touches the reserved subtree r (see zf_op_rules_t)? Sets err. */
+static int touches_reserved(const zf_op_t *op, size_t plen,
+                            const zf_reserved_t *r, char *err,
+                            size_t errlen) {
+    char shown[SHOWN];
+    size_t rlen = strlen(r->path);
+    if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL) {
+        if (!seq_can_reach(op->path, plen, r->path, rlen))
+            return 0;
+        snprintf(err, errlen,
+                 "a sequential create at %s can make a node in %s (%s), "
+                 "which scripts may not write",
+                 zf_op_escape(op->path, plen, shown, sizeof shown), r->path,
+                 r->owner);
+        return 1;
+    }
+    if (is_under(op->path, plen, r->path, rlen)) {
+        snprintf(err, errlen,
+                 "path %s is in %s (%s), which scripts may not write",
+                 zf_op_escape(op->path, plen, shown, sizeof shown), r->path,
+                 r->owner);
+        return 1;
+    }
+    if (op->type == ZF_OP_DELETE && op->recursive &&
+        is_under(r->path, rlen, op->path, plen)) {
+        snprintf(err, errlen,
+                 "a recursive delete of %s would delete %s (%s), which "
+                 "scripts may not write",
+                 zf_op_escape(op->path, plen, shown, sizeof shown), r->path,
+                 r->owner);
+        return 1;
+    }
+    return 0;
 }
 
 /* Which optional fields each op type takes. */
@@ -171,6 +404,13 @@ static zf_err_t check_fields(const zf_op_t *op, char *err, size_t errlen) {
         snprintf(err, errlen, "ttl must be more than 0 ms");
         return ZF_ERECORD;
     }
+    if (op->ttl_ms > ZF_OP_MAX_TTL_MS) {
+        snprintf(err, errlen,
+                 "ttl must be at most %lld ms (ZooKeeper's limit, about 34 "
+                 "years)",
+                 (long long)ZF_OP_MAX_TTL_MS);
+        return ZF_ERECORD;
+    }
     if (op->recursive && op->type != ZF_OP_DELETE) {
         snprintf(err, errlen, "%s takes no recursive flag", name);
         return ZF_ERECORD;
@@ -187,14 +427,14 @@ static zf_err_t check_fields(const zf_op_t *op, char *err, size_t errlen) {
 }
 
 /* zf_op_validate, with root's length known; sets *plen to the path's. */
-static zf_err_t op_validate(const zf_op_t *op, const char *root, size_t rlen,
-                            unsigned allowed, size_t *plen, char *err,
+static zf_err_t op_validate(const zf_op_t *op, const zf_op_rules_t *rules,
+                            size_t rlen, size_t *plen, char *err,
                             size_t errlen) {
     if ((unsigned)op->type >= ZF_OP_NTYPES) {
         snprintf(err, errlen, "unknown op");
         return ZF_ERECORD;
     }
-    if (!(allowed & ZF_OP_BIT(op->type))) {
+    if (!(rules->allowed & ZF_OP_BIT(op->type))) {
         snprintf(err, errlen, "op %s is not allowed for this script",
                  zf_op_name(op->type));
         return ZF_ERECORD;
@@ -204,40 +444,75 @@ static zf_err_t op_validate(const zf_op_t *op, const char *root, size_t rlen,
         return ZF_ERECORD;
     }
     *plen = strlen(op->path);
-    if (zf_path_check(op->path, *plen, err, errlen) != ZF_OK)
-        return ZF_ERECORD;
+    char why[WHY], shown[SHOWN];
+    if (path_problem(op->path, *plen, why) != ZF_OK)
+        return zf_path_explain(op->path, *plen, err, errlen);
+    const char *root = rules->root;
     if (!is_under(op->path, *plen, root, rlen)) {
         snprintf(err, errlen, "path %s is outside the script's root %s",
-                 op->path, root);
+                 zf_op_escape(op->path, *plen, shown, sizeof shown), root);
         return ZF_ERECORD;
     }
     if (op->type == ZF_OP_DELETE && *plen == 1) {
         snprintf(err, errlen, "cannot delete '/'");
         return ZF_ERECORD;
     }
-    if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
-        *plen == 1) {
-        snprintf(err, errlen, "a sequential node needs a name prefix");
+    if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL) {
+        if (*plen == 1) {
+            snprintf(err, errlen, "a sequential node needs a name prefix");
+            return ZF_ERECORD;
+        }
+        /* The node is the path plus a counter: at the root itself, that
+         * is a sibling of the root, outside it. */
+        if (rlen > 1 && *plen == rlen) {
+            snprintf(err, errlen,
+                     "a sequential create at %s makes %s0000000001 and so "
+                     "on, outside the script's root %s (name a node below "
+                     "it, e.g. %s/n-)",
+                     root, root, root, root);
+            return ZF_ERECORD;
+        }
+    }
+    /* Touching a subtree takes the same first character as its path (the
+     * op's path is not "/" here, nor is the subtree's): most ops are done
+     * with each after one comparison. */
+    const zf_reserved_t *zk = &zookeeper_subtree;
+    if (op->path[1] == zk->path[1] &&
+        touches_reserved(op, *plen, zk, err, errlen))
         return ZF_ERECORD;
+    for (size_t i = 0; i < rules->nreserved; i++) {
+        const zf_reserved_t *r = &rules->reserved[i];
+        if (op->path[1] == r->path[1] &&
+            touches_reserved(op, *plen, r, err, errlen))
+            return ZF_ERECORD;
     }
     return check_fields(op, err, errlen);
 }
 
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+zf_err_t zf_op_validate(const zf_op_t *op, const zf_op_rules_t *rules,
                         char *err, size_t errlen) {
     size_t plen;
-    return op_validate(op, root, strlen(root), allowed, &plen, err, errlen);
+    return op_validate(op, rules, strlen(rules->root), &plen, err, errlen);
 }
 
-zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
-                            unsigned allowed, char *err, size_t errlen) {
-    size_t bytes = 0, rlen = strlen(root);
+zf_err_t zf_op_check_bytes(size_t bytes, char *err, size_t errlen) {
+    if (bytes <= ZF_OP_MAX_BYTES)
+        return ZF_OK;
+    snprintf(err, errlen,
+             "%zu bytes of paths and data, over the limit of %d bytes per "
+             "record (ZooKeeper's request limit)",
+             bytes, ZF_OP_MAX_BYTES);
+    return ZF_ERECORD;
+}
+
+zf_err_t zf_oplist_validate(const zf_oplist_t *l, const zf_op_rules_t *rules,
+                            char *err, size_t errlen) {
+    size_t bytes = 0, rlen = strlen(rules->root);
     for (size_t i = 0; i < l->n; i++) {
         const zf_op_t *op = &l->ops[i];
-        char why[256];
+        char why[512];
         size_t plen;
-        if (op_validate(op, root, rlen, allowed, &plen, why, sizeof why) !=
-            ZF_OK) {
+        if (op_validate(op, rules, rlen, &plen, why, sizeof why) != ZF_OK) {
             if (l->n == 1)
                 snprintf(err, errlen, "%s", why);
             else
@@ -257,14 +532,7 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
         }
         bytes += plen + op->datalen;
     }
-    if (bytes > ZF_OP_MAX_BYTES) {
-        snprintf(err, errlen,
-                 "%zu bytes of paths and data, over the limit of %d bytes per "
-                 "record (ZooKeeper's request limit)",
-                 bytes, ZF_OP_MAX_BYTES);
-        return ZF_ERECORD;
-    }
-    return ZF_OK;
+    return zf_op_check_bytes(bytes, err, errlen);
 }
 
 /* Packed lists of up to PACKED_SMALL bytes all take blocks of that size,

@@ -16,8 +16,8 @@ struct zf_script {
     zf_sandbox_t *sb;
     char *name;
     char *file;
-    char *root;
-    unsigned ops;
+    zf_op_rules_t rules; /* root, ops, and the subtrees refused (owned) */
+    zf_reserved_t *reserved;
     int fn_ref;  /* registry reference to the transform function */
     int fn_line; /* line where the transform function is defined */
     int handler_ref; /* the error handler (on_error), made once */
@@ -102,17 +102,86 @@ zf_script_t *zf_script_new(const char *name, const char *file,
     return s;
 }
 
+/* Refuse the subtree path+suffix, which `owner` names, to the script:
+ * kept in its rules when it lies within the root (no op can touch it
+ * otherwise), unless `keep` is 0 (zf_op_validate checks it by itself).
+ * Returns 0, or -1 with err set when the root lies in that subtree (the
+ * script could write nothing) or when out of memory. */
+static int reserve(zf_script_t *s, const char *path, const char *suffix,
+                   const char *owner, int keep, char *err, size_t errlen) {
+    char *p = NULL, *o = NULL;
+    if (asprintf(&p, "%s%s", path, suffix) < 0)
+        goto nomem;
+    if (zf_path_is_under(s->rules.root, p)) {
+        snprintf(err, errlen,
+                 "%s: root %s lies in %s (%s), which scripts may not write",
+                 s->file, s->rules.root, p, owner);
+        free(p);
+        return -1;
+    }
+    if (!keep || !zf_path_is_under(p, s->rules.root)) {
+        free(p);
+        return 0;
+    }
+    zf_reserved_t *v = realloc(s->reserved, (s->rules.nreserved + 1) *
+                                                sizeof *v);
+    if (v)
+        s->rules.reserved = s->reserved = v;
+    if (!v || !(o = strdup(owner))) {
+        free(p);
+        goto nomem;
+    }
+    v[s->rules.nreserved++] = (zf_reserved_t){.path = p, .owner = o};
+    return 0;
+nomem:
+    snprintf(err, errlen, "%s: out of memory", s->file);
+    return -1;
+}
+
+/* The rules of the script's ops: root and ops from opts, and the subtrees
+ * that are not the script's to write. Returns -1 with err set on failure. */
+static int make_rules(zf_script_t *s, const zf_script_opts_t *opts,
+                      char *err, size_t errlen) {
+    const zf_config_t *cfg = opts->config;
+    if (!(s->rules.root = strdup(opts->root))) {
+        snprintf(err, errlen, "%s: out of memory", s->file);
+        return -1;
+    }
+    s->rules.allowed = opts->ops;
+    if (reserve(s, "/zookeeper", "", "ZooKeeper's own subtree", 0, err,
+                errlen) != 0 ||
+        (cfg && reserve(s, cfg->offsets_root, "", "[engine] offsets_root", 1,
+                        err, errlen) != 0))
+        return -1;
+    for (size_t i = 0; cfg && i < cfg->nscripts; i++) {
+        const zf_script_conf_t *sc = &cfg->scripts[i];
+        char owner[256];
+        if (!sc->zk_path)
+            continue;
+        snprintf(owner, sizeof owner, "the script of [script %s]", sc->name);
+        if (reserve(s, sc->zk_path, "", owner, 1, err, errlen) != 0)
+            return -1;
+        snprintf(owner, sizeof owner, "a fixture of [script %s]", sc->name);
+        if (reserve(s, sc->zk_path, ".records.jsonl", owner, 1, err,
+                    errlen) != 0 ||
+            reserve(s, sc->zk_path, ".expected.jsonl", owner, 1, err,
+                    errlen) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 zf_script_t *zf_script_new_text(const char *name, const char *file,
                                 const char *src, size_t len,
                                 const zf_script_opts_t *opts, char *err,
                                 size_t errlen) {
     zf_script_t *s = calloc(1, sizeof *s);
-    if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file)) ||
-        !(s->root = strdup(opts->root))) {
+    if (!s || !(s->name = strdup(name)) || !(s->file = strdup(file))) {
         snprintf(err, errlen, "%s: out of memory", file);
         goto err;
     }
-    s->ops = opts->ops;
+    if (make_rules(s, opts, err, errlen) != 0)
+        goto err;
     s->fn_ref = s->handler_ref = s->body_ref = LUA_NOREF;
     uint64_t h = 1469598103934665603ull; /* FNV-1a of the source */
     for (size_t i = 0; i < len; i++)
@@ -182,7 +251,12 @@ void zf_script_destroy(zf_script_t *s) {
     zf_sandbox_destroy(s->sb);
     free(s->name);
     free(s->file);
-    free(s->root);
+    free((char *)s->rules.root);
+    for (size_t i = 0; i < s->rules.nreserved; i++) {
+        free((char *)s->reserved[i].path);
+        free((char *)s->reserved[i].owner);
+    }
+    free(s->reserved);
     free(s);
 }
 
@@ -277,12 +351,38 @@ static int invalid(lua_State *L, const char *fmt, ...)
 
 /* Raise "the transform returned an invalid op: ..." (never returns). */
 static int invalid(lua_State *L, const char *fmt, ...) {
-    char why[512];
+    char why[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     return luaL_error(L, "the transform returned an invalid op: %s", why);
+}
+
+/* Room for a string from the script shown in a message. */
+#define SHOWN 160
+
+/* The string at idx as a message shows it (zf_op_escape). */
+static const char *shown(lua_State *L, int idx, char *buf) {
+    size_t n;
+    const char *p = lua_tolstring(L, idx, &n);
+    return zf_op_escape(p, n, buf, SHOWN);
+}
+
+/* The path p[0..n) must not hold a NUL, which would cut it short once
+ * copied: raise zf_path_explain's message then. */
+static void check_nul(lua_State *L, const char *p, size_t n) {
+    char why[512];
+    if (memchr(p, '\0', n) && zf_path_explain(p, n, why, sizeof why) != ZF_OK)
+        invalid(L, "%s", why);
+}
+
+/* The value at idx, of Lua type `type`, when it is a name: a string
+ * without a NUL (which would cut it short as a C string). NULL otherwise. */
+static inline const char *name_at(lua_State *L, int idx, int type) {
+    size_t n;
+    const char *p = type == LUA_TSTRING ? lua_tolstring(L, idx, &n) : NULL;
+    return p && strlen(p) == n ? p : NULL;
 }
 
 static char *dup_lstring(lua_State *L, const char *p, size_t len) {
@@ -294,18 +394,63 @@ static char *dup_lstring(lua_State *L, const char *p, size_t len) {
     return s;
 }
 
-/* The string at idx copied into *dst; nil leaves *dst NULL. */
-static void take_string(lua_State *L, int idx, const char *what, char **dst,
-                        size_t *len) {
-    int t = lua_type(L, idx);
-    if (t == LUA_TNIL)
+/* The paths and data of the ops at idx: a list of op tables or one. */
+static size_t result_bytes(lua_State *L, int idx, int is_list) {
+    static const char *const fields[] = {"path", "data"};
+    size_t bytes = 0;
+    int n = is_list ? (int)lua_objlen(L, idx) : 1;
+    for (int i = 1; i <= n; i++) {
+        if (is_list)
+            lua_rawgeti(L, idx, i);
+        else
+            lua_pushvalue(L, idx);
+        for (int f = 0; f < 2 && lua_istable(L, -1); f++) {
+            lua_pushstring(L, fields[f]);
+            lua_rawget(L, -2);
+            if (lua_type(L, -1) == LUA_TSTRING)
+                bytes += lua_objlen(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    return bytes;
+}
+
+/* The ops being converted: the list they go to, and the bytes of paths and
+ * data taken so far, checked against the budget before each copy. */
+typedef struct taking {
+    zf_oplist_t *out;
+    size_t bytes;
+    int idx;     /* what the transform returned (absolute) */
+    int is_list; /* a list of op tables, or one op table */
+} taking_t;
+
+/* Count n more bytes; over the budget, raise (nothing more is copied). */
+static void count_bytes(lua_State *L, taking_t *t, size_t n) {
+    char why[256];
+    t->bytes += n;
+    if (t->bytes > ZF_OP_MAX_BYTES) {
+        size_t total = result_bytes(L, t->idx, t->is_list);
+        zf_op_check_bytes(total > t->bytes ? total : t->bytes, why,
+                          sizeof why);
+        invalid(L, "%s", why);
+    }
+}
+
+/* The string at idx copied into *dst (nil leaves *dst NULL), counted. */
+static void take_string(lua_State *L, taking_t *t, int idx, const char *what,
+                        char **dst, size_t *len) {
+    int type = lua_type(L, idx);
+    if (type == LUA_TNIL)
         return;
-    if (t != LUA_TSTRING)
-        invalid(L, "%s must be a string, not a %s", what, lua_typename(L, t));
+    if (type != LUA_TSTRING)
+        invalid(L, "%s must be a string, not a %s", what,
+                lua_typename(L, type));
     size_t n;
     const char *p = lua_tolstring(L, idx, &n);
-    if (strlen(p) != n && strcmp(what, "path") == 0)
-        invalid(L, "path contains a NUL byte");
+    if (!len)
+        check_nul(L, p, n); /* a path */
+    count_bytes(L, t, n);
     *dst = dup_lstring(L, p, n);
     if (len)
         *len = n;
@@ -321,9 +466,35 @@ static int64_t take_integer(lua_State *L, int idx, const char *what) {
     return (int64_t)v;
 }
 
+/* The fields of an op table. A key matches by all its bytes: "path\0" is
+ * not "path", but an unknown field. */
+enum field { F_OP, F_PATH, F_DATA, F_VERSION, F_MODE, F_TTL, F_RECURSIVE,
+             F_UNKNOWN };
+
+static enum field field_of(const char *k, size_t n) {
+#define IS(name) (n == sizeof(name) - 1 && memcmp(k, name, n) == 0)
+    if (IS("path"))
+        return F_PATH;
+    if (IS("op"))
+        return F_OP;
+    if (IS("data"))
+        return F_DATA;
+    if (IS("version"))
+        return F_VERSION;
+    if (IS("mode"))
+        return F_MODE;
+    if (IS("ttl"))
+        return F_TTL;
+    if (IS("recursive"))
+        return F_RECURSIVE;
+    return F_UNKNOWN;
+#undef IS
+}
+
 /* Convert the op table at idx (absolute) into a new op of the list. */
-static void take_op_table(lua_State *L, int idx, zf_oplist_t *out) {
-    zf_op_t *op = zf_oplist_push(out);
+static void take_op_table(lua_State *L, taking_t *t, int idx) {
+    char buf[SHOWN];
+    zf_op_t *op = zf_oplist_push(t->out);
     if (!op)
         luaL_error(L, "out of memory");
     lua_pushnil(L);
@@ -332,47 +503,96 @@ static void take_op_table(lua_State *L, int idx, zf_oplist_t *out) {
             invalid(L, "an op table has a %s key (fields are op, path, data, "
                        "version, mode, ttl, recursive)",
                     luaL_typename(L, -2));
-        const char *k = lua_tostring(L, -2);
-        if (strcmp(k, "op") == 0) {
-            if (lua_type(L, -1) != LUA_TSTRING ||
-                zf_op_parse_type(lua_tostring(L, -1), &op->type) != 0)
+        size_t klen;
+        const char *k = lua_tolstring(L, -2, &klen);
+        int vt = lua_type(L, -1);
+        const char *name;
+        switch (field_of(k, klen)) {
+        case F_OP:
+            if (!(name = name_at(L, -1, vt)) ||
+                zf_op_parse_type(name, &op->type) != 0)
                 invalid(L, "unknown op '%s' (expected upsert, create, set, "
                            "delete or check)",
-                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : luaL_typename(L, -1));
-        } else if (strcmp(k, "path") == 0) {
-            take_string(L, -1, "path", &op->path, NULL);
-        } else if (strcmp(k, "data") == 0) {
-            take_string(L, -1, "data", &op->data, &op->datalen);
-        } else if (strcmp(k, "version") == 0) {
+                        vt == LUA_TSTRING ? shown(L, -1, buf)
+                                          : luaL_typename(L, -1));
+            break;
+        case F_PATH:
+            take_string(L, t, -1, "path", &op->path, NULL);
+            break;
+        case F_DATA:
+            take_string(L, t, -1, "data", &op->data, &op->datalen);
+            break;
+        case F_VERSION: {
             int64_t v = take_integer(L, -1, "version");
             if (v > INT32_MAX)
                 invalid(L, "version is too large");
             op->version = (int32_t)v;
-        } else if (strcmp(k, "mode") == 0) {
-            if (lua_type(L, -1) != LUA_TSTRING ||
-                zf_mode_parse(lua_tostring(L, -1), &op->mode) != 0)
+            break;
+        }
+        case F_MODE:
+            if (!(name = name_at(L, -1, vt)) ||
+                zf_mode_parse(name, &op->mode) != 0)
                 invalid(L, "unknown mode '%s' (expected persistent, "
                            "sequential, container or ttl)",
-                        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                       : luaL_typename(L, -1));
-        } else if (strcmp(k, "ttl") == 0) {
+                        vt == LUA_TSTRING ? shown(L, -1, buf)
+                                          : luaL_typename(L, -1));
+            break;
+        case F_TTL:
             op->ttl_ms = take_integer(L, -1, "ttl");
             if (op->ttl_ms <= 0)
                 invalid(L, "ttl must be more than 0 ms");
-        } else if (strcmp(k, "recursive") == 0) {
-            if (lua_type(L, -1) != LUA_TBOOLEAN)
+            break;
+        case F_RECURSIVE:
+            if (vt != LUA_TBOOLEAN)
                 invalid(L, "recursive must be true or false");
             op->recursive = lua_toboolean(L, -1);
-        } else {
+            break;
+        case F_UNKNOWN:
             invalid(L, "unknown field '%s' in an op table (fields are op, "
                        "path, data, version, mode, ttl, recursive)",
-                    k);
+                    shown(L, -2, buf));
         }
         lua_pop(L, 1);
     }
     if (!op->path)
         invalid(L, "an op table needs a path");
+}
+
+/* The list at idx must hold items 1..n and nothing else: a hole or another
+ * key would leave ops out. Returns n. */
+static size_t list_length(lua_State *L, int idx) {
+    size_t n = lua_objlen(L, idx), count = 0;
+    char buf[SHOWN];
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        count++;
+        lua_Number k = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1)
+                                                      : 0;
+        if (k >= 1 && k == floor(k))
+            continue; /* an index: too large ones are holes, below */
+        if (lua_type(L, -1) == LUA_TSTRING)
+            invalid(L, "a list of ops has the key '%s' besides its items "
+                       "(op tables only, at 1, 2, 3...)",
+                    shown(L, -1, buf));
+        invalid(L, "a list of ops has a %s key besides its items (op tables "
+                   "only, at 1, 2, 3...)",
+                luaL_typename(L, -1));
+    }
+    if (count != n) { /* keys are indexes, but not just 1..n: a hole */
+        size_t i = 1;    /* n + 1 is nil at least */
+        for (;; i++) {
+            lua_rawgeti(L, idx, (int)i);
+            int hole = lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (hole)
+                break;
+        }
+        invalid(L, "item %zu of the list is missing (a list of ops must "
+                   "have no holes)",
+                i);
+    }
+    return n;
 }
 
 /* The results at base+1..base+3 into out. */
@@ -384,24 +604,26 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
         /* Checked first, then copied with the op in one allocation. */
         size_t plen, dlen = 0;
         const char *path = lua_tolstring(L, base + 1, &plen);
-        if (strlen(path) != plen)
-            invalid(L, "path contains a NUL byte");
+        check_nul(L, path, plen);
         int dt = lua_type(L, base + 2);
         if (dt != LUA_TNIL && dt != LUA_TSTRING)
             invalid(L, "the payload must be a string or nil, not a %s",
                     luaL_typename(L, base + 2));
         zf_op_type_t type = ZF_OP_UPSERT;
         int ot = lua_type(L, base + 3);
-        if (ot != LUA_TNIL &&
-            (ot != LUA_TSTRING ||
-             zf_op_parse_type(lua_tostring(L, base + 3), &type) != 0))
+        char buf[SHOWN], why[256];
+        const char *name;
+        if (ot != LUA_TNIL && (!(name = name_at(L, base + 3, ot)) ||
+                               zf_op_parse_type(name, &type) != 0))
             invalid(L, "unknown op '%s' (expected upsert, create, set, "
                        "delete or check)",
-                    ot == LUA_TSTRING ? lua_tostring(L, base + 3)
+                    ot == LUA_TSTRING ? shown(L, base + 3, buf)
                                       : lua_typename(L, ot));
         const char *data = NULL; /* a delete's payload means nothing */
         if (type != ZF_OP_DELETE && dt == LUA_TSTRING)
             data = lua_tolstring(L, base + 2, &dlen);
+        if (zf_op_check_bytes(plen + dlen, why, sizeof why) != ZF_OK)
+            invalid(L, "%s", why);
         zf_op_t *op = zf_oplist_push_packed(out, path, plen, data, dlen);
         if (!op)
             luaL_error(L, "out of memory");
@@ -412,25 +634,26 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
         invalid(L, "expected nil, path/payload/op, an op table or a list of "
                    "op tables; got a %s",
                 luaL_typename(L, base + 1));
+    taking_t tk = {.out = out, .idx = base + 1};
     lua_rawgeti(L, base + 1, 1);
-    int is_list = !lua_isnil(L, -1);
+    tk.is_list = !lua_isnil(L, -1);
     lua_pop(L, 1);
-    if (!is_list) {
+    if (!tk.is_list) {
         lua_pushnil(L);
         int empty = !lua_next(L, base + 1);
         if (!empty)
             lua_pop(L, 2);
         if (!empty)
-            take_op_table(L, base + 1, out);
+            take_op_table(L, &tk, base + 1);
         return; /* {} is an empty list: skip */
     }
-    size_t n = lua_objlen(L, base + 1);
+    size_t n = list_length(L, base + 1);
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, base + 1, (int)i);
         if (!lua_istable(L, -1))
             invalid(L, "item %zu of the list is a %s, not an op table", i,
                     luaL_typename(L, -1));
-        take_op_table(L, lua_gettop(L), out);
+        take_op_table(L, &tk, lua_gettop(L));
         lua_pop(L, 1);
     }
 }
@@ -445,9 +668,8 @@ static int transform(lua_State *L) {
     lua_call(L, 1, 3);
     c->returned = 1;
     take_results(L, base, c->out);
-    char why[512];
-    if (zf_oplist_validate(c->out, c->s->root, c->s->ops, why, sizeof why) !=
-        ZF_OK)
+    char why[1024];
+    if (zf_oplist_validate(c->out, &c->s->rules, why, sizeof why) != ZF_OK)
         return luaL_error(L, "the transform returned an invalid op: %s", why);
     return 0;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "zkflow/clock.h"
+#include "zkflow/file.h"
 #include "zkflow/fixture.h"
 #include "zkflow/log.h"
 #include "zkflow/metrics.h"
@@ -46,6 +47,7 @@ zf_script_opts_t zf_scriptset_opts(const zf_script_conf_t *sc) {
         .nparams = sc->nparams,
         .timeout_ms = sc->timeout_ms,
         .memory_mb = sc->memory_mb,
+        .config = sc->config,
     };
 }
 
@@ -85,10 +87,17 @@ static zf_script_t *load(zf_scriptset_t *set, const zf_script_conf_t *sc,
             *code = rc == ZF_ENOENT ? ZF_ECONFIG : rc;
             goto out;
         }
+        /* A server with a larger jute.maxbuffer holds larger znodes: the
+         * limit of script files holds here too. */
+        if (zf_too_large(sc->source, zs.len, err, errlen) ||
+            zf_too_large(zs.records_name, zs.records_len, err, errlen) ||
+            zf_too_large(zs.expected_name, zs.expected_len, err, errlen))
+            goto out;
         s = zf_script_new_text(sc->name, sc->source, zs.text, zs.len, &opts,
                                err, errlen);
         const zf_fixture_text_t fx = zf_zkscript_fixtures(&zs);
-        if (s && zf_fixture_check(s, &fx, &checked, err, errlen) != ZF_OK)
+        if (s && zf_fixture_check(s, &fx, sc->fixtures_timeout_ms, &checked,
+                                  err, errlen) != ZF_OK)
             goto bad;
         if (s && checked) {
             zf_script_destroy(s);
@@ -97,8 +106,8 @@ static zf_script_t *load(zf_scriptset_t *set, const zf_script_conf_t *sc,
         }
     } else {
         s = zf_script_new(sc->name, sc->file, &opts, err, errlen);
-        if (s && zf_fixture_check_files(s, sc->file, &checked, err, errlen) !=
-                     ZF_OK)
+        if (s && zf_fixture_check_files(s, sc->file, sc->fixtures_timeout_ms,
+                                        &checked, err, errlen) != ZF_OK)
             goto bad;
         if (s && checked) {
             zf_script_destroy(s);

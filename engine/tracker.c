@@ -11,6 +11,8 @@ zf_partition_t *zf_partition_new(const char *topic, int32_t partition) {
     }
     p->partition = partition;
     p->next_offset = p->committable = p->stored = p->end = p->position = -1;
+    p->fence.version = -1;
+    p->fence.next = -1;
     return p;
 }
 

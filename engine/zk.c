@@ -147,6 +147,7 @@ typedef struct req {
     size_t capnames;
     zf_zk_fence_t *fence; /* exactly-once, or NULL */
     char position[24];    /* the position the multi writes, as text */
+    int64_t position_next; /* the same, as a number */
     int fenced;           /* another owner wrote the position */
     char read[24];        /* STEP_READBACK: what the position holds */
     int read_len;
@@ -1230,6 +1231,7 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
         for (size_t i = 0; i < r->nitems && i < r->failed_item; i++)
             if (r->items[i].next_offset > next)
                 next = r->items[i].next_offset;
+        r->position_next = next;
         if (next < 0)
             r->position[0] = '\0'; /* no record left: nothing to write */
         else
@@ -1372,8 +1374,10 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
 
 /* The position this request wrote is in place, with that version. */
 static void position_written(req_t *r, int32_t version) {
-    if (r->fence && r->position[0])
+    if (r->fence && r->position[0]) {
         r->fence->version = version;
+        r->fence->next = r->position_next;
+    }
 }
 
 static void multi_done(zf_zk_t *zk, req_t *r, int rc) {
@@ -1728,7 +1732,7 @@ zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
                                                        fence->path)
                             : ZOK;
         fence->version = -1;
-        *next_offset = -1;
+        fence->next = *next_offset = -1;
         if (rc == ZOK)
             return ZF_OK;
     }
@@ -1747,7 +1751,7 @@ zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
         return ZF_EZK;
     }
     fence->version = st.version;
-    *next_offset = v;
+    fence->next = *next_offset = v;
     return ZF_OK;
 }
 

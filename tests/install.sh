@@ -12,7 +12,12 @@
 #    `make uninstall` removes them again.
 # 4. The example config passes `zkflow check`, with its SASL/TLS lines too;
 #    ${KAFKA_PASSWORD} unset is a FILE:LINE error, exit 2; a password written
-#    in a world-readable file gets a warning that does not show it.
+#    in a world-readable file gets a warning that does not show it; a
+#    newline in what a log line quotes is escaped, not a forged line.
+# 5. A script that is a FIFO or /dev/zero, or a file over 1 MiB, is a
+#    FILE:LINE error, exit 2; check stops on SIGTERM wherever it waits.
+# 6. check and run refuse a connection string the ZooKeeper client refuses
+#    with the same FILE:LINE error, exit 2.
 # Ends with `install: N checks passed, M failed`; exits 1 on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -160,6 +165,89 @@ if [ $rc -eq 0 ] && [[ "$out" == *"WARN  config: $ini:$line: this file holds a s
 chmod 600 "$ini"
 out=$("$ZKFLOW" check -c "$ini" 2>&1); rc=$?
 if [ $rc -eq 0 ] && [[ "$out" != *WARN* ]]; then ok; else bad "secret in a 0600 file: exit $rc: $out"; fi
+# A newline in what a log line quotes (here the file's name) cannot forge
+# another line: the warning stays one line, with the newline as \n.
+forged="$tmp/etc/x"$'\n'"2026-01-01T00:00:00.000Z ERROR engine: forged.ini"
+cp "$ini" "$forged"
+chmod 644 "$forged"
+out=$("$ZKFLOW" check -c "$forged" 2>&1 >/dev/null); rc=$?
+if [ $rc -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 1 ] &&
+   [[ "$out" == *"WARN  config: $tmp/etc/x\n2026-01-01T00:00:00.000Z ERROR engine: forged.ini:$line: this file holds a secret"* ]]; then
+    ok
+else
+    bad "a newline in a logged value: exit $rc: $out"
+fi
+
+# --- 5. check against hostile script files -----------------------------------
+mkdir -p "$tmp/hostile"
+cat >"$tmp/hostile/base.ini" <<'INI'
+[kafka]
+bootstrap.servers = 127.0.0.1:9
+group.id = g
+[zookeeper]
+connect = 127.0.0.1:9
+[script s]
+topics = t
+INI
+hostile() { # hostile NAME SCRIPT-PATH: a config NAME.ini running that script
+    { cat "$tmp/hostile/base.ini"; echo "file = $2"; } >"$tmp/hostile/$1.ini"
+    echo "$tmp/hostile/$1.ini"
+}
+# What is not a regular file is refused before it is opened for good: a
+# FIFO nobody writes to, a device of endless zeros.
+mkfifo "$tmp/hostile/fifo.lua"
+for f in "$tmp/hostile/fifo.lua" /dev/zero; do
+    ini=$(hostile odd "$f")
+    # (Bounded, should it read on: the old zkflow did until the OOM killer,
+    # or waited for a writer.)
+    out=$(ulimit -v 4194304; timeout -s KILL 10 "$ZKFLOW" check -c "$ini" 2>&1); rc=$?
+    want="$ini:8: [script s]: $f: not a regular file (a script or fixture is read from one)"
+    if [ $rc -eq 2 ] && [ "$out" = "$want" ]; then ok; else bad "check of $f: exit $rc: $out"; fi
+done
+# A script file a byte over the 1 MiB limit: a FILE:LINE error naming the
+# limit, exit 2; at the limit it loads (a Lua comment pads it).
+head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' '-' >"$tmp/hostile/big.lua"
+ini=$(hostile big "$tmp/hostile/big.lua")
+out=$("$ZKFLOW" check -c "$ini" 2>&1); rc=$?
+want="$ini:8: [script s]: $tmp/hostile/big.lua: larger than 1 MiB (1048576 bytes), the limit for a script or fixture (ZooKeeper's for a znode)"
+if [ $rc -eq 2 ] && [ "$out" = "$want" ]; then ok; else bad "check of a file over 1 MiB: exit $rc: $out"; fi
+{ echo 'return function(rec) end'; head -c $((1024 * 1024 - 25)) /dev/zero | tr '\0' '-'; } >"$tmp/hostile/limit.lua"
+ini=$(hostile limit "$tmp/hostile/limit.lua")
+out=$("$ZKFLOW" check -c "$ini" 2>&1); rc=$?
+if [ $rc -eq 0 ] && [ "$(stat -c %s "$tmp/hostile/limit.lua")" -eq 1048576 ]; then ok; else bad "check of a 1 MiB script: exit $rc: $out"; fi
+# SIGTERM stops check at once, wherever it waits: here for a ZooKeeper
+# that is not there (a script kept in a znode), for up to 10 minutes.
+ini=$tmp/hostile/zk.ini
+sed 's|^connect = .*|&\nconnect_timeout_ms = 600000|' "$tmp/hostile/base.ini" >"$ini"
+echo "source = zk:/zkflow/scripts/s" >>"$ini"
+"$ZKFLOW" check -c "$ini" >"$tmp/hostile/out" 2>&1 &
+pid=$!
+sleep 0.5
+kill -TERM "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$pid" 2>/dev/null; then
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null
+    bad "check waiting for ZooKeeper is still running 5 s after SIGTERM"
+else
+    wait "$pid"; rc=$?
+    out=$(cat "$tmp/hostile/out")
+    # It ends by the signal (143 in a shell), with that line last (the
+    # ZooKeeper client's warnings may come before it).
+    if [ $rc -eq 143 ] && [ "$(tail -n 1 <<<"$out")" = "zkflow check: stopped by SIGTERM" ]; then ok; else bad "check, SIGTERM: exit $rc: $out"; fi
+fi
+
+# --- 6. check and run agree on the configuration ------------------------------
+# A connection string the ZooKeeper client refuses (no port): the same
+# FILE:LINE error and exit 2 from both, before run connects to anything.
+ini=$tmp/hostile/connect.ini
+sed 's|^connect = .*|connect = 127.0.0.1|' "$tmp/hostile/base.ini" >"$ini"
+echo "file = $tmp/hostile/limit.lua" >>"$ini"
+want="$ini:5: connect: '127.0.0.1': '127.0.0.1' has no port (HOST:PORT)"
+for cmd in check run; do
+    out=$(timeout -s KILL 30 "$ZKFLOW" "$cmd" -c "$ini" 2>&1); rc=$?
+    if [ $rc -eq 2 ] && [ "$out" = "$want" ]; then ok; else bad "$cmd with connect = 127.0.0.1: exit $rc: $out"; fi
+done
 
 echo "install: $passed checks passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1241,6 +1241,101 @@ LUA
     echo "    coalesced $(cat "$WORK/coalesced-true") of $n records"
 }
 
+# exactly_once: records that write nothing still move the position. A
+# script that writes one record in 200 (the rest skipped) runs over the
+# topic, in four ways, each in its own group; then a script that writes
+# every record it sees runs in the same group and must see none of them:
+# after --exit-on-eof, after SIGTERM, after kill -9 once the positions were
+# written on their own (auto.commit.interval.ms later), and in a second
+# instance that took partitions over from the first (written on revocation).
+test_exactly_once_positions_cover_skipped_records() {
+    local t=$RUN-eoskip root=/$RUN/eoskip n=3000 w=15 cfg way
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
+    topic "$t" 3
+    keyed "$t" $n 100
+    cat >"$WORK/eoskip.lua" <<LUA
+return function(rec)
+  if tonumber(rec.value) % 200 == 0 then return "$root/w/" .. rec.value, "x" end
+end
+LUA
+    cat >"$WORK/eoall.lua" <<LUA
+return function(rec)
+  return "$root/again/" .. rec.partition .. "-" .. rec.offset, "x"
+end
+LUA
+    # eoskip_config NAME GROUP SCRIPT INTERVAL [more lines]; a killed member
+    # leaves the group after session.timeout.ms (the broker's minimum).
+    eoskip_config() {
+        KAFKA_EXTRA="auto.commit.interval.ms = $4"$'\n'$'session.timeout.ms = 6000\nheartbeat.interval.ms = 1000\n' \
+            config "$1" "$2" "${@:5}" "[script s]" "file = $3.lua" "topics = $t" "root = $root"
+    }
+    done_all() { # the first run has taken every record
+        metric_is 'zkflow_records_total{script="s",result="skipped"}' $((n - w)) &&
+            metric_is 'zkflow_records_total{script="s",result="applied"}' $w
+    }
+    positions_at_end() { # the positions name the partitions' ends
+        local p v sum=0
+        for p in 0 1 2; do
+            v=$(tree "/zkflow/offsets/$RUN-eoskip-$way/$t/$p" 2>/dev/null | cut -f2)
+            sum=$((sum + ${v:-0}))
+        done
+        [ "$sum" = $n ]
+    }
+    for way in eof term kill9 revoke; do
+        local group=$RUN-eoskip-$way interval=600000
+        [ $way = kill9 ] && interval=1000
+        cfg=$(eoskip_config "eoskip-$way" "$group" eoskip $interval \
+            "[engine]" "metrics_listen = $METRICS")
+        case $way in
+        eof)
+            zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1 ;;
+        term|kill9)
+            zkflow_bg run -c "$cfg"
+            wait_until 60 done_all || fail "$way: the first run did not take every record" ||
+                { kill $BG; return 1; }
+            if [ $way = term ]; then
+                kill -TERM $BG; wait $BG; expect_exit 0 $? || return 1
+            else
+                wait_until 60 positions_at_end ||
+                    fail "kill9: positions not written within 60 s of the last record" ||
+                    { kill $BG; return 1; }
+                kill -9 $BG; wait $BG 2>/dev/null
+            fi ;;
+        revoke)
+            zkflow_bg run -c "$cfg"
+            local a=$BG b
+            wait_until 60 done_all || fail "revoke: the first run did not take every record" ||
+                { kill $a; return 1; }
+            mv "$WORK/log" "$WORK/a.log"
+            # A second instance takes some partitions over, with the
+            # script that writes everything.
+            zkflow_bg run -c "$(eoskip_config eoskip-b "$group" eoall $interval)"
+            b=$BG
+            wait_until 60 grep -q "revoked" "$WORK/a.log" ||
+                fail "revoke: no partition moved to the second instance" ||
+                { kill $a $b; return 1; }
+            wait_until 60 grep -qE "starting at offset|no position" "$WORK/log" ||
+                fail "revoke: the second instance got no partition" || { kill $a $b; return 1; }
+            kill -TERM $b; wait $b; expect_exit 0 $? || return 1
+            kill -TERM $a; wait $a; expect_exit 0 $? || return 1
+            [ "$(consumed)" = 0 ] ||
+                fail "revoke: the new owner transformed $(consumed) record(s) again" || return 1
+            continue ;;
+        esac
+        positions_at_end || fail "$way: positions do not name the partitions' ends" || return 1
+        zkflow run -c "$(eoskip_config eoskip-all-$way "$group" eoall $interval)" --exit-on-eof
+        expect_exit 0 $? || return 1
+        [ "$(consumed)" = 0 ] ||
+            fail "$way: $(consumed) record(s) transformed again by the next run" || return 1
+    done
+    [ "$(tree "$root/again" 2>/dev/null | wc -l)" -le 1 ] ||
+        fail "records written again under $root/again" || return 1
+    local way2
+    for way2 in eof term kill9 revoke; do
+        "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$RUN-eoskip-$way2"
+    done
+}
+
 # ------------------------------------------------------------------ main
 
 [ -x "$ZKFLOW" ] && [ -x "$ZKTREE" ] || { echo "build first: make" >&2; exit 2; }

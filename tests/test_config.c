@@ -7,6 +7,11 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#ifndef THREADED
+#define THREADED /* the multi-threaded client, as zkflow links it */
+#endif
+#include <zookeeper/zookeeper.h>
+
 #include "helpers.h"
 #include "zkflow/config.h"
 #include "zkflow/op.h"
@@ -147,7 +152,7 @@ static void test_missing_required(void **state) {
                  "[script s] needs a 'file' or a 'source' key");
     expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\n", 6,
                  "[script s] needs a 'topics' key");
-    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\ntopics = ,\n", 6,
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\ntopics = ,\n", 8,
                  "lists no topics");
 }
 
@@ -157,8 +162,8 @@ static void test_duplicates(void **state) {
                  "[script s] appears twice (first on line 6)");
     expect_error(GOOD_KAFKA GOOD_ZK GOOD_SCRIPT "[script u]\nfile = b\n"
                                                 "topics = x, t\n",
-                 9, "topic 't' is routed to both [script s] and [script u]");
-    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = a\ntopics = t,t\n", 6,
+                 11, "topic 't' is routed to both [script s] and [script u]");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = a\ntopics = t,t\n", 8,
                  "topic 't' is listed twice");
     expect_error(GOOD_KAFKA GOOD_ZK "connect = again\n" GOOD_SCRIPT, 6,
                  "connect is set twice");
@@ -176,6 +181,191 @@ static void test_syntax(void **state) {
     snprintf(text, sizeof text, GOOD_KAFKA GOOD_ZK "[script s]\nfile = %0300d\n",
              0);
     expect_error(text, 7, "line is longer than");
+}
+
+/* Load len bytes of `text` (NULs too) as n.ini and expect a failure at
+ * `line` saying `what`. */
+static void expect_error_bytes(const char *text, size_t len, int line,
+                               const char *what) {
+    const char *path = write_temp("n.ini", "");
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(text, 1, len, fp), len);
+    fclose(fp);
+    zf_config_t *cfg = NULL;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_ECONFIG);
+    char want[512];
+    snprintf(want, sizeof want, "%s:%d: %s", path, line, what);
+    assert_string_equal(err, want);
+}
+
+/* A NUL byte is an error at its line, wherever it is: in the last line it
+ * used to cut the value silently, elsewhere to read as a line too long. */
+static void test_nul_byte(void **state) {
+    (void)state;
+    static const char last[] = GOOD_KAFKA GOOD_ZK
+        "[script s]\nfile = s.lua\ntopics = t\0,u";
+    expect_error_bytes(last, sizeof last - 1, 8,
+                       "the line contains a NUL byte");
+    static const char last_nl[] = GOOD_KAFKA GOOD_ZK
+        "[script s]\nfile = s.lua\ntopics = t\0,u\n";
+    expect_error_bytes(last_nl, sizeof last_nl - 1, 8,
+                       "the line contains a NUL byte");
+    static const char middle[] = GOOD_KAFKA
+        "[zookeeper]\nconnect = 127.0.0.1:2181\0/x\n" GOOD_SCRIPT;
+    expect_error_bytes(middle, sizeof middle - 1, 5,
+                       "the line contains a NUL byte");
+    static const char alone[] = GOOD_KAFKA "\0\n" GOOD_ZK GOOD_SCRIPT;
+    expect_error_bytes(alone, sizeof alone - 1, 4,
+                       "the line contains a NUL byte");
+}
+
+/* What the ZooKeeper client (zookeeper_init, as `run` calls it) makes of
+ * a connection string: a handle, or none. */
+static int client_takes(const char *connect) {
+    zhandle_t *zh = zookeeper_init(connect, NULL, 10000, NULL, NULL, 0);
+    if (zh)
+        zookeeper_close(zh);
+    return zh != NULL;
+}
+
+/* What `check` (and `run`, before it connects) makes of it. */
+static int config_takes(const char *connect) {
+    char text[512];
+    snprintf(text, sizeof text, GOOD_KAFKA "[zookeeper]\nconnect = %s\n"
+                                GOOD_SCRIPT,
+             connect);
+    zf_config_t *cfg = NULL;
+    zf_err_t rc = zf_config_load(write_temp("c.ini", text), &cfg, err,
+                                 sizeof err);
+    zf_config_destroy(cfg);
+    return rc == ZF_OK;
+}
+
+/* [zookeeper] connect is taken or refused as the ZooKeeper client takes
+ * or refuses it, so `check` passes no string that `run` refuses; where the
+ * client takes a string that cannot work, check refuses it too. */
+static void test_connect(void **state) {
+    (void)state;
+    zoo_set_debug_level(0); /* the client's own complaints */
+    static const struct {
+        const char *connect;
+        int ok;
+    } both[] = {
+        {"127.0.0.1:2181", 1},
+        {"127.0.0.1:2181,127.0.0.2:2182,127.0.0.3:2183", 1},
+        {"127.0.0.1:2181, 127.0.0.2:2182", 1}, /* blanks before a host */
+        {"127.0.0.1:2181,", 1},                /* empty entries skipped */
+        {"127.0.0.1:2181,,127.0.0.2:2182", 1},
+        {"127.0.0.1:2181, ,127.0.0.2:2182", 0}, /* but not blank ones */
+        {"127.0.0.1:2181/", 1},
+        {"127.0.0.1:2181/apps/zk-1", 1},
+        {"127.0.0.1:2181,127.0.0.2:2182/apps", 1},
+        {"127.0.0.1", 0},                      /* no port */
+        {"127.0.0.1:", 0},
+        {"127.0.0.1:0", 0},
+        {"127.0.0.1:-1", 0},
+        {"127.0.0.1:abc", 0},
+        {"127.0.0.1:2181x", 0},
+        {"127.0.0.1:02181", 0},                /* octal to the client */
+        {"127.0.0.1:2181,127.0.0.2", 0},
+        {":2181", 0},
+        {"[::1]:2181", 0},
+        {",", 0},
+        {"127.0.0.1:2181/apps/", 0},
+        {"127.0.0.1:2181/apps//zk", 0},
+        {"127.0.0.1:2181/apps/./zk", 0},
+        {"127.0.0.1:2181/apps/..", 0},
+        {"127.0.0.1:2181/a\x01z", 0},
+    };
+    for (size_t i = 0; i < sizeof both / sizeof both[0]; i++) {
+        const char *c = both[i].connect;
+        if (client_takes(c) != both[i].ok)
+            fail_msg("the client %s '%s'", both[i].ok ? "refuses" : "takes",
+                     c);
+        if (config_takes(c) != both[i].ok)
+            fail_msg("config %s '%s': %s", both[i].ok ? "refuses" : "takes",
+                     c, both[i].ok ? err : "");
+    }
+    /* Names and IPv6 addresses (split at the last ':'), which the client
+     * looks up: whether it finds them depends on the machine. */
+    assert_true(config_takes("localhost:2181,zk-2.example.com:2181"));
+    assert_true(config_takes("::1:2181,fe80::1%eth0:2181"));
+    /* The client takes these, but they cannot work: port 70000 is 4464 to
+     * it, a name with a blank is never found, a DEL in the chroot makes
+     * the server refuse every request, no host is never connected. */
+    static const char *const stricter[] = {
+        "127.0.0.1:70000", "127.0.0.1:+2181", "my host:2181",
+        "127.0.0.1:2181/a\x7fz", "/apps",
+    };
+    for (size_t i = 0; i < sizeof stricter / sizeof stricter[0]; i++) {
+        const char *c = stricter[i];
+        if (!strchr(c, ' ') && !client_takes(c))
+            fail_msg("the client refuses '%s'", c);
+        if (config_takes(c))
+            fail_msg("config takes '%s'", c);
+    }
+    /* The messages: FILE:LINE, the key, the string, the reason. */
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:2181,zk2\n"
+                 GOOD_SCRIPT,
+                 5, "connect: 'zk1:2181,zk2': 'zk2' has no port (HOST:PORT)");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:70000\n" GOOD_SCRIPT,
+                 5, "connect: 'zk1:70000': 'zk1:70000': the port must be a "
+                    "number from 1 to 65535");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = [::1]:2181\n" GOOD_SCRIPT,
+                 5, "'[::1]' is not a host name or address (IPv6 without "
+                    "brackets: ::1:2181)");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:2181/apps/\n"
+                 GOOD_SCRIPT,
+                 5, "connect: 'zk1:2181/apps/': the chroot /apps/: path must "
+                    "not end with '/'");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = /apps\n" GOOD_SCRIPT, 5,
+                 "connect: '/apps': no HOST:PORT before the chroot");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:2181, ,zk2:2181\n"
+                 GOOD_SCRIPT,
+                 5, "connect: 'zk1:2181, ,zk2:2181': an entry is blank");
+    expect_error(GOOD_KAFKA "[zookeeper]\nconnect = zk1:65536\n" GOOD_SCRIPT,
+                 5, "'zk1:65536': the port must be a number from 1 to 65535");
+    assert_true(config_takes("zk1:65535,zk2:1"));
+}
+
+/* Topics are checked as Kafka checks names, at the line of the key. */
+static void test_topic_names(void **state) {
+    (void)state;
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\n"
+                                    "topics = a, b c\n",
+                 8, "topics: 'b c' is not a Kafka topic name (1 to 249 of "
+                    "letters, digits, '.', '_' and '-'; not '.' or '..')");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\ntopics = ..\nfile = s.lua\n",
+                 7, "topics: '..' is not a Kafka topic name");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\ntopics = .\n",
+                 8, "topics: '.' is not a Kafka topic name");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\n"
+                                    "topics = caf\xc3\xa9\n",
+                 8, "is not a Kafka topic name");
+    expect_error(GOOD_KAFKA GOOD_ZK "[script s]\nfile = s.lua\n"
+                                    "topics = a/b\n",
+                 8, "topics: 'a/b' is not a Kafka topic name");
+    /* Lines are shorter than a long name: it comes from the environment. */
+    const char *text = GOOD_KAFKA GOOD_ZK
+        "[script s]\nfile = s.lua\ntopics = ..a,${ZF_T_TOPIC}\n";
+    char name[251];
+    memset(name, 'x', 250);
+    name[250] = '\0';
+    setenv("ZF_T_TOPIC", name, 1);
+    expect_error(text, 8, "is not a Kafka topic name");
+    /* 249 characters of every kind Kafka allows are fine. */
+    name[249] = '\0';
+    memcpy(name, "Az09._-", 7);
+    setenv("ZF_T_TOPIC", name, 1);
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(write_temp("t.ini", text), &cfg, err,
+                                    sizeof err),
+                     ZF_OK);
+    unsetenv("ZF_T_TOPIC");
+    assert_int_equal(cfg->scripts[0].ntopics, 2);
+    assert_string_equal(cfg->scripts[0].topic[1], name);
+    zf_config_destroy(cfg);
 }
 
 static void test_kafka_keys(void **state) {
@@ -552,6 +742,9 @@ int main(void) {
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_duplicates),
         cmocka_unit_test(test_syntax),
+        cmocka_unit_test(test_nul_byte),
+        cmocka_unit_test(test_connect),
+        cmocka_unit_test(test_topic_names),
         cmocka_unit_test(test_kafka_keys),
         cmocka_unit_test(test_script_keys),
         cmocka_unit_test(test_error_policy),

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "zkflow/jsonl.h"
+#include "zkflow/script.h"
 
 static char err[1024];
 
@@ -285,6 +287,46 @@ static void test_format_skip_and_error(void **state) {
     zf_oplist_free(&l);
 }
 
+/* `zkflow test` never prints two different invalid paths alike: the
+ * result lines of a script that returns each of them differ. */
+static void test_invalid_paths_print_apart(void **state) {
+    (void)state;
+    static const struct {
+        const char *p;
+        size_t len;
+    } paths[] = {
+        {"/a\xff", 3},         {"/a\xfe", 3},    {"/a\xef\xbf\xbd", 5},
+        {"/a\\xff", 6},        {"/a\x00", 3},    {"/a\\x00", 6},
+        {"/a\x01", 3},         {"/a\x7f", 3},    {"/a\xc2\x80", 4},
+        {"/a\xed\xa0\x80", 5}, {"/a\xed\xa0", 4}, {"/a\n", 3},
+        {"/a\\n", 4},          {"/a\\", 3},      {"/a\\\\", 4},
+    };
+    enum { N = sizeof paths / sizeof *paths };
+    const char *file = write_temp("p.lua", "return function(r) return "
+                                           "r.key, 'v' end\n");
+    zf_script_t *s = zf_script_new("p", file, &zf_script_opts_default, err,
+                                   sizeof err);
+    assert_non_null(s);
+    char *lines[N];
+    for (size_t i = 0; i < N; i++) {
+        zf_record_t rec = {.topic = "t", .key = paths[i].p,
+                           .key_len = paths[i].len, .timestamp = -1};
+        zf_oplist_t l = {0};
+        zf_err_t rc = zf_script_transform(s, &rec, &l, err, sizeof err);
+        lines[i] = zf_jsonl_format_result(0, &l, rc == ZF_OK ? NULL : err);
+        assert_non_null(lines[i]);
+        zf_oplist_free(&l);
+    }
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = i + 1; j < N; j++)
+            if (strcmp(lines[i], lines[j]) == 0)
+                fail_msg("paths %zu and %zu both print as %s", i, j,
+                         lines[i]);
+    for (size_t i = 0; i < N; i++)
+        free(lines[i]);
+    zf_script_destroy(s);
+}
+
 static void test_format_ops(void **state) {
     (void)state;
     zf_oplist_t l = {0};
@@ -461,6 +503,7 @@ int main(void) {
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_format_skip_and_error),
+        cmocka_unit_test(test_invalid_paths_print_apart),
         cmocka_unit_test(test_format_ops),
         cmocka_unit_test(test_format_binary),
         cmocka_unit_test(test_equal),

@@ -1,4 +1,5 @@
-/* Log lines: the text format, the JSON format (escaping of quotes,
+/* Log lines: the text format (control characters escaped, so a message is
+ * one line whatever it holds), the JSON format (escaping of quotes,
  * backslashes, control characters and bytes that are not UTF-8; cutting a
  * long message keeps the object whole), and the level and format names. */
 #include <setjmp.h>
@@ -44,6 +45,72 @@ static void test_text(void **state) {
                               "running: 1 script(s)\n");
 }
 
+static const char *text(const char *component, const char *msg) {
+    size_t n = zf_log_format_line(line, sizeof line, ZF_LOG_TEXT, &when,
+                                  ZF_LOG_ERROR, component, msg);
+    assert_int_equal(n, strlen(line));
+    assert_true(n > 0 && line[n - 1] == '\n');
+    /* One line, whatever the message holds. */
+    assert_int_equal(strcspn(line, "\n\r"), n - 1);
+    return line;
+}
+
+/* A record's value that reaches an error message cannot forge a line. */
+static void test_text_escaping(void **state) {
+    (void)state;
+    const char *forged = "2026-11-28T01:02:03.456Z INFO  engine: all good";
+    char msg[256];
+    snprintf(msg, sizeof msg, "devices.lua:7: bad id 'x\n%s\r\n%s'", forged,
+             forged);
+    text("script", msg);
+    assert_string_equal(line,
+                        "2026-11-28T01:02:03.456Z ERROR script: devices.lua:7: "
+                        "bad id 'x\\n2026-11-28T01:02:03.456Z INFO  engine: "
+                        "all good\\r\\n2026-11-28T01:02:03.456Z INFO  "
+                        "engine: all good'\n");
+
+    /* Other C0 controls, DEL, C1 controls (terminal escapes such as CSI,
+     * U+009B) and bytes that are not UTF-8 become \xHH; tabs \t;
+     * backslashes and well-formed UTF-8 stay as they are. */
+    text("engine", "a\tb\x01\x1b[31mred\x7f c\xc2\x9b" "2J \xff\xc0 "
+                   "caf\xc3\xa9 \xe2\x82\xac C:\\x\\n");
+    assert_string_equal(line,
+                        "2026-11-28T01:02:03.456Z ERROR engine: a\\tb\\x01"
+                        "\\x1b[31mred\\x7f c\\xc2\\x9b2J \\xff\\xc0 "
+                        "caf\xc3\xa9 \xe2\x82\xac C:\\x\\n\n");
+
+    /* The component too. */
+    text("eng\nine", "m");
+    assert_string_equal(line, "2026-11-28T01:02:03.456Z ERROR eng\\nine: m\n");
+}
+
+/* Cutting a long text line never splits an escape and keeps the newline. */
+static void test_text_cut(void **state) {
+    (void)state;
+    char small[160];
+    char msg[1000];
+    for (size_t i = 0; i < sizeof msg - 1; i++)
+        msg[i] = "\n\x01\xc3\xa9x"[i % 5];
+    msg[sizeof msg - 1] = '\0';
+    for (size_t cap = 128; cap <= sizeof small; cap++) {
+        size_t n = zf_log_format_line(small, cap, ZF_LOG_TEXT, &when,
+                                      ZF_LOG_ERROR, "engine", msg);
+        assert_true(n < cap);
+        assert_int_equal(n, strlen(small));
+        assert_int_equal(strcspn(small, "\n"), n - 1);
+        /* The body is whole escapes: \n, \x01, e-acute, x, in turn. */
+        const char *b = strstr(small, "engine: ") + 8;
+        for (size_t k = 0; b[0] != '\n'; k++) {
+            static const char *const unit[] = {"\\n", "\\x01",
+                                               "\xc3\xa9", "x"};
+            const char *u = unit[k % 4];
+            if (strncmp(b, u, strlen(u)) != 0)
+                fail_msg("cap %zu: '%s' at '%s'", cap, u, b);
+            b += strlen(u);
+        }
+    }
+}
+
 static void test_json_fields(void **state) {
     (void)state;
     json("zookeeper", "connection lost\n");
@@ -62,6 +129,11 @@ static void test_json_escaping(void **state) {
     json("engine", "a\nb\tc\rd\be\ff\x01g\x1fh\x7fi");
     assert_non_null(strstr(line, "a\\nb\\tc\\rd\\be\\ff\\u0001g\\u001fh\\u007fi"));
     expect_msg("a\nb\tc\rd\be\ff\x01g\x1fh\x7fi");
+
+    /* C1 controls (U+0080-U+009F) are control characters too. */
+    json("engine", "csi \xc2\x9b" "2J nel \xc2\x85 a0 \xc2\xa0");
+    assert_non_null(strstr(line, "csi \\u009b2J nel \\u0085 a0 \xc2\xa0\""));
+    expect_msg("csi \xc2\x9b" "2J nel \xc2\x85 a0 \xc2\xa0");
 
     /* Well-formed UTF-8 passes as it is. */
     json("engine", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
@@ -123,6 +195,8 @@ static void test_names(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text),
+        cmocka_unit_test(test_text_escaping),
+        cmocka_unit_test(test_text_cut),
         cmocka_unit_test(test_json_fields),
         cmocka_unit_test(test_json_escaping),
         cmocka_unit_test(test_json_cut),

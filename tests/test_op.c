@@ -10,6 +10,9 @@
 
 #include "zkflow/op.h"
 
+/* Rules of a root, every op allowed, no reserved subtree. */
+#define ROOT(r) (&(zf_op_rules_t){.root = (r), .allowed = ZF_OP_ALL})
+
 static int path_ok(const char *p) {
     char err[128];
     return zf_path_check(p, strlen(p), err, sizeof err) == ZF_OK;
@@ -30,79 +33,268 @@ static void test_paths(void **state) {
     assert_false(path_ok("/a\nb"));
     char err[128];
     assert_int_equal(zf_path_check("/a\0b", 4, err, sizeof err), ZF_ERECORD);
+    assert_string_equal(err, "path has a NUL byte at byte 2");
 }
 
-/* zf_path_check as first written, a byte at a time: the reference for
- * the word-at-a-time one. */
-static int path_ok_slowly(const char *path, size_t len) {
-    if (len == 0 || path[0] != '/')
-        return 0;
-    if (len == 1)
-        return 1;
-    if (path[len - 1] == '/')
-        return 0;
-    size_t comp = 1;
-    for (size_t i = 1; i <= len; i++) {
-        if (i < len && path[i] != '/') {
-            unsigned char c = (unsigned char)path[i];
-            if (c < 0x20 || c == 0x7f)
-                return 0;
-            continue;
+/* What the ZooKeeper 3.8 server refuses, and what it takes (each checked
+ * against a real server with zoo_create: ZBADARGUMENTS, or created). */
+static void test_paths_zookeeper_refuses(void **state) {
+    (void)state;
+    static const char *const refused[] = {
+        "/a\x7f",                 /* DEL */
+        "/a\xc2\x80",             /* U+0080, C1 control */
+        "/a\xc2\x9f",             /* U+009F */
+        "/a\xe9",                 /* not UTF-8: a lone lead byte */
+        "/a\xff",                 /* not UTF-8 */
+        "/a\x80",                 /* not UTF-8: a lone continuation byte */
+        "/a\xc0\x80",             /* overlong NUL */
+        "/a\xe0\x80\xaf",         /* overlong '/' */
+        "/a\xed\xa0\x80",         /* a surrogate, encoded */
+        "/a\xee\x80\x80",         /* U+E000, private use */
+        "/a\xef\xa3\xbf",         /* U+F8FF */
+        "/a\xef\xbf\xb0",         /* U+FFF0 */
+        "/a\xef\xbf\xbd",         /* U+FFFD */
+        "/a\xef\xbf\xbf",         /* U+FFFF */
+        "/a\xf0\x9f\x98\x80",     /* U+1F600: a surrogate pair in UTF-16 */
+        "/a\xf4\x90\x80\x80",     /* above U+10FFFF */
+        "/a\xc3",                 /* cut short */
+        "/a\xe2\x82",             /* cut short */
+    };
+    static const char *const taken[] = {
+        "/a\xc2\xa0",     /* U+00A0 */
+        "/a\xc3\xa9",     /* U+00E9 */
+        "/a\xed\x9f\xbf", /* U+D7FF */
+        "/a\xef\xa4\x80", /* U+F900 */
+        "/a\xef\xbf\xaf", /* U+FFEF */
+        "/a\xe2\x82\xac/b\xe6\x97\xa5\xe6\x9c\xac", /* U+20AC, U+65E5... */
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        if (path_ok(refused[i]))
+            fail_msg("refused[%zu] passed", i);
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+        if (!path_ok(taken[i]))
+            fail_msg("taken[%zu] refused", i);
+    char err[128];
+    assert_int_equal(zf_path_check("/ab\xff", 4, err, sizeof err), ZF_ERECORD);
+    assert_string_equal(err, "path is not valid UTF-8 at byte 3");
+    assert_int_equal(zf_path_check("/a/\xee\x80\x80", 6, err, sizeof err),
+                     ZF_ERECORD);
+    assert_string_equal(err, "path has a character ZooKeeper refuses in "
+                             "paths (U+E000) at byte 3");
+    /* zf_path_explain shows the path, escaped. */
+    assert_int_equal(zf_path_explain("/a\0b\xff", 5, err, sizeof err),
+                     ZF_ERECORD);
+    assert_string_equal(err, "path /a\\x00b\\xff has a NUL byte at byte 2");
+}
+
+/* UTF-8 as Java decodes it: the next code point of s[*i..len), or -1 (and
+ * one byte consumed) for bytes that are not UTF-8. Written out case by
+ * case from the Unicode table of well-formed sequences (Table 3-7). */
+static long java_next(const unsigned char *s, size_t len, size_t *i) {
+    unsigned char c = s[*i];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xbf;
+    long v;
+    if (c < 0x80) {
+        (*i)++;
+        return c;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+        need = 1, v = c & 0x1f;
+    else if (c == 0xe0)
+        need = 2, v = 0, lo = 0xa0;
+    else if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef)
+        need = 2, v = c & 0x0f;
+    else if (c == 0xed)
+        need = 2, v = 0xd, hi = 0x9f;
+    else if (c == 0xf0)
+        need = 3, v = 0, lo = 0x90;
+    else if (c >= 0xf1 && c <= 0xf3)
+        need = 3, v = c & 0x07;
+    else if (c == 0xf4)
+        need = 3, v = 4, hi = 0x8f;
+    else {
+        (*i)++;
+        return -1;
+    }
+    if (*i + need >= len) { /* cut short */
+        (*i)++;
+        return -1;
+    }
+    for (size_t k = 1; k <= need; k++) {
+        unsigned char b = s[*i + k];
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xbf)) {
+            (*i)++;
+            return -1;
         }
-        size_t clen = i - comp;
-        if (clen == 0 || (clen == 1 && path[comp] == '.') ||
-            (clen == 2 && path[comp] == '.' && path[comp + 1] == '.'))
+        v = (v << 6) | (b & 0x3f);
+    }
+    *i += need + 1;
+    return v;
+}
+
+/* ZooKeeper's PathUtils.validatePath, transcribed: the path decoded as
+ * Java does (bytes that are not UTF-8 become U+FFFD) into UTF-16 units,
+ * then the server's checks on those units. *bad is set to the byte where
+ * the first refused character starts, or to len. The reference for
+ * zf_path_check. */
+static int zookeeper_takes(const char *path, size_t len, size_t *bad) {
+    unsigned units[256];
+    size_t at[256], n = 0;
+    for (size_t i = 0; i < len;) {
+        size_t start = i;
+        long cp = java_next((const unsigned char *)path, len, &i);
+        if (cp < 0)
+            cp = 0xfffd;
+        if (cp >= 0x10000) { /* a surrogate pair */
+            units[n] = 0xd800 + (unsigned)((cp - 0x10000) >> 10);
+            at[n++] = start;
+            units[n] = 0xdc00 + (unsigned)((cp - 0x10000) & 0x3ff);
+        } else {
+            units[n] = (unsigned)cp;
+        }
+        at[n++] = start;
+    }
+    *bad = len;
+    if (n == 0 || units[0] != '/')
+        return 0;
+    if (n == 1)
+        return 1;
+    if (units[n - 1] == '/')
+        return 0;
+    unsigned lastc = '/';
+    for (size_t i = 1; i < n; lastc = units[i], i++) {
+        unsigned c = units[i];
+        if (c == 0) {
+            *bad = at[i];
             return 0;
-        comp = i + 1;
+        } else if (c == '/' && lastc == '/') {
+            return 0;
+        } else if (c == '.' && lastc == '.') {
+            if (units[i - 2] == '/' && (i + 1 == n || units[i + 1] == '/'))
+                return 0;
+        } else if (c == '.') {
+            if (units[i - 1] == '/' && (i + 1 == n || units[i + 1] == '/'))
+                return 0;
+        } else if ((c > 0 && c <= 0x1f) || (c >= 0x7f && c <= 0x9f) ||
+                   (c >= 0xd800 && c <= 0xf8ff) || c >= 0xfff0) {
+            *bad = at[i];
+            return 0;
+        }
     }
     return 1;
 }
 
-/* Many paths of every length up to 40 from bytes that matter ('/', '.',
- * control characters, 0x7f, 0x80 and up, letters): the same verdict as
- * the reference, and a control character reported at its own byte. */
+/* Many paths of every length up to 40 from pieces that matter ('/', '.',
+ * control characters, characters ZooKeeper takes and refuses, bytes that
+ * are not UTF-8, sequences cut short): the same verdict as ZooKeeper's
+ * own check, and a refused character reported at its own byte. */
 static void test_paths_against_reference(void **state) {
     (void)state;
-    static const unsigned char bytes[] = {'/', '/', '.', '.', 'a', 'Z', '0',
-                                          0x00, 0x01, 0x1f, 0x20, 0x7e,
-                                          0x7f, 0x80, 0x9f, 0xe9, 0xff, '-'};
+    static const char *const pieces[] = {
+        "/", "/", "/", ".", ".", "a", "Z", "0", "-", " ", "\\",
+        "\x01", "\x1f", "\x7f", "\x00", "\xc3\xa9", "\xc2\xa0", "\xc2\x80",
+        "\xc2\x9f", "\xed\x9f\xbf", "\xed\xa0\x80", "\xee\x80\x80",
+        "\xef\xa3\xbf", "\xef\xa4\x80", "\xef\xbf\xaf", "\xef\xbf\xb0",
+        "\xef\xbf\xbd", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+        "\xf4\x90\x80\x80", "\xe0\x80\xaf", "\xc0\x80", "\xc1\xbf", "\xff",
+        "\x80", "\xbf", "\xe2\x82", "\xf0\x9f", "\xe9",
+    };
+    static const size_t npieces = sizeof pieces / sizeof *pieces;
     unsigned seed = 12345;
     char err[128];
-    for (int round = 0; round < 200000; round++) {
+    for (int round = 0; round < 300000; round++) {
         char buf[48];
-        size_t len = (size_t)(round % 41);
-        for (size_t i = 0; i < len; i++) {
+        size_t want_len = (size_t)(round % 41), len = 0;
+        if (round % 3)
+            buf[len++] = '/';
+        while (len < want_len) {
             seed = seed * 1103515245u + 12345u;
-            buf[i] = (char)bytes[(seed >> 16) % sizeof bytes];
-        }
-        if (len && round % 3)
-            buf[0] = '/';
-        /* Mostly valid paths too: control bytes replaced, no '//'. */
-        if (round % 5 == 0)
-            for (size_t i = 1; i < len; i++)
-                if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f ||
-                    (buf[i] == '/' && buf[i - 1] == '/') || buf[i] == '.')
-                    buf[i] = 'x';
-        /* ... and some of those spoilt by one control character. */
-        static const char ctl[] = {0x00, 0x01, 0x1f, 0x7f};
-        if (round % 10 == 0 && len > 1) {
-            seed = seed * 1103515245u + 12345u;
-            buf[1 + (seed >> 16) % (len - 1)] = ctl[(seed >> 8) % 4];
+            const char *p = pieces[(seed >> 16) % npieces];
+            size_t plen = p[0] ? strlen(p) : 1; /* "\x00" is one NUL */
+            /* Mostly valid paths too: no control bytes, no '//', no '.'. */
+            if (round % 5 == 0 && (plen == 1 && ((unsigned char)p[0] < 0x20 ||
+                                                 p[0] == 0x7f || p[0] == '.' ||
+                                                 (p[0] == '/' && len &&
+                                                  buf[len - 1] == '/'))))
+                continue;
+            if (len + plen > want_len)
+                plen = want_len - len; /* cut short */
+            memcpy(buf + len, p, plen);
+            len += plen;
         }
         buf[len] = '\0';
-        int want = path_ok_slowly(buf, len);
+        size_t bad;
+        int want = zookeeper_takes(buf, len, &bad);
         zf_err_t got = zf_path_check(buf, len, err, sizeof err);
         if ((got == ZF_OK) != want)
-            fail_msg("round %d, %zu bytes: got %d, want %d", round, len,
-                     (int)got, want);
-        size_t first = 0;
-        for (size_t i = 1; i < len && !first; i++)
-            if ((unsigned char)buf[i] < 0x20 || buf[i] == 0x7f)
-                first = i;
-        if (got != ZF_OK && strstr(err, "control character")) {
+            fail_msg("round %d, %zu bytes: got %d, want %d (%s)", round, len,
+                     (int)got, want, got == ZF_OK ? "ok" : err);
+        const char *at = strstr(err, "at byte ");
+        if (got != ZF_OK && at && bad != len) {
             char want_err[64];
-            snprintf(want_err, sizeof want_err, "at byte %zu", first);
-            assert_non_null(strstr(err, want_err));
+            snprintf(want_err, sizeof want_err, "at byte %zu", bad);
+            if (strcmp(at, want_err) != 0)
+                fail_msg("round %d: '%s', want %s", round, err, want_err);
+        }
+    }
+}
+
+/* Different strings never look alike once escaped, and the escaped form
+ * holds no control character and only valid UTF-8. */
+static void test_escape(void **state) {
+    (void)state;
+    char a[64], b[64];
+    assert_string_equal(zf_op_escape("/a\xff", 3, a, sizeof a), "/a\\xff");
+    assert_string_equal(zf_op_escape("/a\\xff", 6, a, sizeof a),
+                        "/a\\\\xff");
+    assert_string_equal(zf_op_escape("/a\xef\xbf\xbd", 5, a, sizeof a),
+                        "/a\xef\xbf\xbd");
+    assert_string_equal(zf_op_escape("a\0\n\x1b[1m\xc2\x9b", 9, a, sizeof a),
+                        "a\\x00\\x0a\\x1b[1m\\xc2\\x9b");
+    assert_string_equal(zf_op_escape("/\xc3\xa9t\xc3\xa9", 6, a, sizeof a),
+                        "/\xc3\xa9t\xc3\xa9");
+    /* Too long: the head, "...", the tail, within the room. */
+    char big[300];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    zf_op_escape(big, sizeof big, a, 40);
+    assert_int_equal(strlen(a), 39);
+    assert_memory_equal(a, big, 24);
+    assert_memory_equal(a + 24, "...", 3);
+    assert_memory_equal(a + 27, big + sizeof big - 12, 12);
+
+    /* Random short strings of bytes that matter: equal escapes only for
+     * equal strings. */
+    static const unsigned char bytes[] = {'\\', 'x', 'f', '0', 0x00, 0x0a,
+                                          0x7f, 0xc2, 0x80, 0x9b, 0xa0,
+                                          0xc3, 0xa9, 0xff, 0xef, 0xbf};
+    unsigned seed = 99;
+    for (int round = 0; round < 200000; round++) {
+        unsigned char x[6], y[6];
+        size_t lx = (size_t)(round % 6), ly = (size_t)((round / 6) % 6);
+        for (size_t i = 0; i < 6; i++) {
+            seed = seed * 1103515245u + 12345u;
+            x[i] = bytes[(seed >> 16) % sizeof bytes];
+            seed = seed * 1103515245u + 12345u;
+            y[i] = bytes[(seed >> 16) % sizeof bytes];
+        }
+        if (round % 4 == 0) { /* often the same but for one byte */
+            memcpy(y, x, 6);
+            ly = lx;
+            if (lx)
+                y[round % lx] = bytes[(seed >> 8) % sizeof bytes];
+        }
+        zf_op_escape((char *)x, lx, a, sizeof a);
+        zf_op_escape((char *)y, ly, b, sizeof b);
+        int same = lx == ly && memcmp(x, y, lx) == 0;
+        if (same != (strcmp(a, b) == 0))
+            fail_msg("round %d: '%s' and '%s'", round, a, b);
+        size_t alen = strlen(a);
+        for (size_t i = 0; i < alen;) {
+            long c = java_next((const unsigned char *)a, alen, &i);
+            if (c < 0x20 || (c >= 0x7f && c <= 0x9f))
+                fail_msg("round %d: '%s' holds %ld", round, a, c);
         }
     }
 }
@@ -145,7 +337,7 @@ static zf_op_t op_of(zf_op_type_t type, const char *path) {
  * or success when what is NULL. */
 static void expect_op(const zf_op_t *op, const char *what) {
     char err[256] = "";
-    zf_err_t rc = zf_op_validate(op, "/", ZF_OP_ALL, err, sizeof err);
+    zf_err_t rc = zf_op_validate(op, ROOT("/"), err, sizeof err);
     if (!what) {
         if (rc != ZF_OK)
             fail_msg("unexpected error: %s", err);
@@ -160,13 +352,13 @@ static void test_validate(void **state) {
     (void)state;
     char err[256];
     zf_op_t op = op_of(ZF_OP_SET, "/app/x");
-    assert_int_equal(zf_op_validate(&op, "/app", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_op_validate(&op, ROOT("/app"), err, sizeof err),
                      ZF_OK);
-    assert_int_equal(zf_op_validate(&op, "/other", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_op_validate(&op, ROOT("/other"), err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "outside the script's root /other"));
-    assert_int_equal(zf_op_validate(&op, "/", ZF_OP_BIT(ZF_OP_UPSERT), err,
-                                    sizeof err),
+    const zf_op_rules_t upserts = {"/", ZF_OP_BIT(ZF_OP_UPSERT), NULL, 0};
+    assert_int_equal(zf_op_validate(&op, &upserts, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "op set is not allowed"));
 
@@ -174,6 +366,105 @@ static void test_validate(void **state) {
     expect_op(&del, "cannot delete '/'");
     zf_op_t nopath = op_of(ZF_OP_UPSERT, NULL);
     expect_op(&nopath, "needs a path");
+}
+
+/* Validate op under rules; expect failure mentioning what, or success
+ * when what is NULL. */
+static void expect_rules(const zf_op_t *op, const zf_op_rules_t *rules,
+                         const char *what) {
+    char err[512] = "";
+    zf_err_t rc = zf_op_validate(op, rules, err, sizeof err);
+    if (!what) {
+        if (rc != ZF_OK)
+            fail_msg("%s: unexpected error: %s", op->path, err);
+        return;
+    }
+    if (rc != ZF_ERECORD || !strstr(err, what))
+        fail_msg("%s: expected '%s' in '%s'", op->path, what, err);
+}
+
+/* A sequential create makes the path plus a counter: at the root itself,
+ * that node lies outside the root. */
+static void test_sequential_root(void **state) {
+    (void)state;
+    const zf_op_rules_t *tenant = ROOT("/tenant-a");
+    zf_op_t op = op_of(ZF_OP_CREATE, "/tenant-a");
+    op.mode = ZF_MODE_SEQUENTIAL;
+    expect_rules(&op, tenant, "makes /tenant-a0000000001 and so on, outside "
+                              "the script's root /tenant-a");
+    op.path = "/tenant-a/n-";
+    expect_rules(&op, tenant, NULL);
+    op.path = "/tenant-a/x/n-";
+    expect_rules(&op, tenant, NULL);
+    op.path = "/tenant";
+    expect_rules(&op, tenant, "outside the script's root");
+    op.mode = ZF_MODE_PERSISTENT; /* the root itself is in the root */
+    op.path = "/tenant-a";
+    expect_rules(&op, tenant, NULL);
+    op.mode = ZF_MODE_SEQUENTIAL;
+    op.path = "/n-";
+    expect_rules(&op, ROOT("/"), NULL);
+}
+
+/* ZooKeeper's /zookeeper, and the subtrees of the rules, are refused to
+ * every op that can touch them, whatever the root. */
+static void test_reserved(void **state) {
+    (void)state;
+    static const zf_reserved_t mine[] = {
+        {"/zkflow/offsets", "[engine] offsets_root"},
+        {"/zkflow/scripts/s", "the script of [script s]"},
+    };
+    const zf_op_rules_t rules = {.root = "/", .allowed = ZF_OP_ALL,
+                                 .reserved = mine, .nreserved = 2};
+    static const struct {
+        zf_op_type_t type;
+        const char *path;
+        int seq, recursive;
+        const char *what; /* NULL: allowed */
+    } cases[] = {
+        {ZF_OP_UPSERT, "/zookeeper", 0, 0, "in /zookeeper (ZooKeeper's own"},
+        {ZF_OP_SET, "/zookeeper/quota/x", 0, 0, "in /zookeeper ("},
+        {ZF_OP_CHECK, "/zookeeper/config", 0, 0, "in /zookeeper ("},
+        {ZF_OP_UPSERT, "/zookeeperx", 0, 0, NULL},
+        {ZF_OP_CREATE, "/zookeeper", 1, 0, NULL}, /* /zookeeper0000000001 */
+        {ZF_OP_CREATE, "/zookeeper/q-", 1, 0, "sequential create at "
+                                              "/zookeeper/q- can make a node "
+                                              "in /zookeeper"},
+        {ZF_OP_UPSERT, "/zkflow/offsets", 0, 0,
+         "path /zkflow/offsets is in /zkflow/offsets ([engine] offsets_root)"
+         ", which scripts may not write"},
+        {ZF_OP_DELETE, "/zkflow/offsets/g/t/0", 0, 0, "([engine] offsets_root"},
+        {ZF_OP_UPSERT, "/zkflow/offsets2", 0, 0, NULL},
+        {ZF_OP_UPSERT, "/zkflow", 0, 0, NULL},
+        {ZF_OP_DELETE, "/zkflow", 0, 0, NULL}, /* fails if it has children */
+        {ZF_OP_DELETE, "/zkflow", 0, 1,
+         "a recursive delete of /zkflow would delete /zkflow/offsets"},
+        {ZF_OP_DELETE, "/zkflow/offsets", 0, 1, "is in /zkflow/offsets"},
+        {ZF_OP_DELETE, "/zkflow/other", 0, 1, NULL},
+        {ZF_OP_SET, "/zkflow/scripts/s", 0, 0, "(the script of [script s])"},
+        {ZF_OP_UPSERT, "/zkflow/scripts/s/x", 0, 0, "(the script of"},
+        {ZF_OP_UPSERT, "/zkflow/scripts/t", 0, 0, NULL},
+        {ZF_OP_CREATE, "/zkflow/scripts/s", 1, 0, NULL}, /* s0000000001 */
+        {ZF_OP_CREATE, "/zkflow/offsets/n-", 1, 0, "can make a node in "
+                                                   "/zkflow/offsets"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        zf_op_t op = op_of(cases[i].type, cases[i].path);
+        op.mode = cases[i].seq ? ZF_MODE_SEQUENTIAL : ZF_MODE_PERSISTENT;
+        op.recursive = cases[i].recursive;
+        if (cases[i].type == ZF_OP_CHECK)
+            op.version = 1;
+        expect_rules(&op, &rules, cases[i].what);
+    }
+    /* A sequential create whose counter can spell out a reserved name. */
+    static const zf_reserved_t counted[] = {{"/q/n0000000042", "a test"}};
+    const zf_op_rules_t r2 = {.root = "/", .allowed = ZF_OP_ALL,
+                              .reserved = counted, .nreserved = 1};
+    zf_op_t op = op_of(ZF_OP_CREATE, "/q/n");
+    op.mode = ZF_MODE_SEQUENTIAL;
+    expect_rules(&op, &r2, "can make a node in /q/n0000000042");
+    op.path = "/q/n0";
+    expect_rules(&op, &r2, NULL); /* 11 more characters: never */
 }
 
 static void test_fields(void **state) {
@@ -208,6 +499,13 @@ static void test_fields(void **state) {
     op.mode = ZF_MODE_SEQUENTIAL;
     expect_op(&op, "needs a name prefix");
 
+    op = op_of(ZF_OP_CREATE, "/a");
+    op.mode = ZF_MODE_TTL;
+    op.ttl_ms = ZF_OP_MAX_TTL_MS; /* 2^40 - 1: a real server takes it */
+    expect_op(&op, NULL);
+    op.ttl_ms = ZF_OP_MAX_TTL_MS + 1; /* and refuses this */
+    expect_op(&op, "ttl must be at most 1099511627775 ms");
+
     op = op_of(ZF_OP_DELETE, "/a");
     op.recursive = 1;
     expect_op(&op, NULL);
@@ -230,29 +528,29 @@ static void test_oplist(void **state) {
     a->type = ZF_OP_SET;
     a->path = strdup("/a");
     a->datalen = ZF_OP_MAX_BYTES - 2; /* data itself not read */
-    assert_int_equal(zf_oplist_validate(&l, "/", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_OK);
     zf_op_t *b = zf_oplist_push(&l);
     b->type = ZF_OP_UPSERT;
     b->path = strdup("/b");
-    assert_int_equal(zf_oplist_validate(&l, "/", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "over the limit"));
     l.ops[0].datalen = 0;
     b->path[0] = 'b';
-    assert_int_equal(zf_oplist_validate(&l, "/", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_ERECORD);
-    assert_string_equal(err, "op 2: path must start with '/'");
+    assert_string_equal(err, "op 2: path bb must start with '/'");
     b->path[0] = '/';
     b->type = ZF_OP_CREATE;
     b->mode = ZF_MODE_TTL;
     b->ttl_ms = 1000;
-    assert_int_equal(zf_oplist_validate(&l, "/", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "op 2: a ttl node cannot be created in a list"));
     b->mode = ZF_MODE_CONTAINER;
     b->ttl_ms = 0;
-    assert_int_equal(zf_oplist_validate(&l, "/", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(
         strstr(err, "op 2: a container node cannot be created in a list"));
@@ -279,9 +577,9 @@ static void test_packed(void **state) {
     assert_int_equal(op->datalen, 3);
     assert_memory_equal(op->data, "d\0e", 4); /* NUL-terminated too */
     assert_null(zf_oplist_push_packed(&l, "/c", 2, NULL, 0)); /* not empty */
-    assert_int_equal(zf_oplist_validate(&l, "/a", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/a"), err, sizeof err),
                      ZF_OK);
-    assert_int_equal(zf_oplist_validate(&l, "/b", ZF_OP_ALL, err, sizeof err),
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/b"), err, sizeof err),
                      ZF_ERECORD);
 
     zf_op_t *b = zf_oplist_push(&l);
@@ -400,11 +698,15 @@ static void test_coalesce(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_paths_zookeeper_refuses),
         cmocka_unit_test(test_paths_against_reference),
+        cmocka_unit_test(test_escape),
         cmocka_unit_test(test_under),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_sequential_root),
+        cmocka_unit_test(test_reserved),
         cmocka_unit_test(test_oplist),
         cmocka_unit_test(test_packed),
         cmocka_unit_test(test_coalesce),

@@ -7,7 +7,9 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "zkflow/config.h"
 #include "zkflow/script.h"
+#include "zkflow/scriptset.h"
 
 static char err[2048];
 
@@ -242,7 +244,7 @@ static void test_errors(void **state) {
     run_error("return function(r) return '/x', {} end\n", "/", 1,
               "payload must be a string or nil, not a table");
     run_error("return function(r) return 'x/y' end\n", "/", 1,
-              "path must start with '/'");
+              "path x/y must start with '/'");
     run_error("return function(r) return '/a/../b' end\n", "/", 1,
               "'.' or '..' component");
     run_error("return function(r) return '/etc/x' end\n", "/devices", 1,
@@ -394,6 +396,196 @@ static void test_op_table_errors(void **state) {
               "/", 1, "over the limit of 1000000 bytes per record");
 }
 
+/* The peak resident size since the last reset, and the current one (kB):
+ * /proc/self/status. Writing 5 to clear_refs resets the peak (Linux 4.0). */
+static long status_kb(const char *field) {
+    FILE *fp = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (fp && fgets(line, sizeof line, fp))
+        if (strncmp(line, field, n) == 0)
+            kb = atol(line + n);
+    if (fp)
+        fclose(fp);
+    return kb;
+}
+
+/* The byte budget is checked before an op's path or data is copied: a list
+ * of 100 ops sharing one 4 MB string is refused without 400 MB of copies. */
+static void test_budget_before_copies(void **state) {
+    (void)state;
+    zf_script_t *s = load(
+        "local big = string.rep('x', 4 * 1024 * 1024)\n"
+        "return function(r)\n"
+        "  local l = {}\n"
+        "  for i = 1, 100 do l[i] = { path = '/b/' .. i, data = big } end\n"
+        "  return l\n"
+        "end\n",
+        "/");
+    FILE *fp = fopen("/proc/self/clear_refs", "w");
+    if (fp) {
+        fputs("5", fp);
+        fclose(fp);
+    }
+    long before = status_kb("VmRSS:");
+    zf_oplist_t l = {0};
+    assert_int_equal(zf_script_transform(s, &rec, &l, err, sizeof err),
+                     ZF_ERECORD);
+    long peak = status_kb("VmHWM:");
+    size_t bytes = 100 * 4 * 1024 * 1024; /* and the paths: */
+    for (int i = 1; i <= 100; i++)
+        bytes += (size_t)snprintf(NULL, 0, "/b/%d", i);
+    char want[128];
+    snprintf(want, sizeof want, "%zu bytes of paths and data, over the limit "
+                                "of 1000000 bytes per record",
+             bytes);
+    if (!strstr(err, want))
+        fail_msg("expected '%s' in '%s'", want, err);
+    assert_int_equal(l.n, 0);
+    if (before < 0 || peak < 0)
+        skip();
+    if (peak - before > 64 * 1024) /* the old way: +400 MB */
+        fail_msg("the resident size grew by %ld kB", peak - before);
+    zf_oplist_free(&l);
+    zf_script_destroy(s);
+}
+
+/* A field name matches by all its bytes: "path\0" is an unknown field, not
+ * a second path (which overrode the first and leaked it); so are op and
+ * mode names with a NUL. */
+static void test_field_names_with_nul(void **state) {
+    (void)state;
+    run_error("return function(r) return { path = '/a', ['path\\0'] = '/b' } "
+              "end",
+              "/", 1, "unknown field 'path\\x00' in an op table");
+    run_error("return function(r) return { path = '/a', ['data\\0x'] = 'd' } "
+              "end",
+              "/", 1, "unknown field 'data\\x00x' in an op table");
+    run_error("return function(r) return { path = '/a', op = 'set\\0x' } end",
+              "/", 1, "unknown op 'set\\x00x'");
+    run_error("return function(r) return '/a', 'd', 'set\\0' end", "/", 1,
+              "unknown op 'set\\x00'");
+    run_error("return function(r) return { op = 'create', path = '/a', "
+              "mode = 'ttl\\0', ttl = 5 } end",
+              "/", 1, "unknown mode 'ttl\\x00'");
+}
+
+/* A list of ops holds items 1..n and nothing else: nothing is left out
+ * silently. */
+static void test_list_holes_and_keys(void **state) {
+    (void)state;
+    run_error("return function(r) return { [1] = { path = '/a' }, "
+              "[3] = { path = '/c' } } end",
+              "/", 1, "item 2 of the list is missing");
+    run_error("return function(r) local l = { { path = '/a' }, "
+              "{ path = '/b' }, { path = '/c' } } l[2] = nil return l end",
+              "/", 1, "item 2 of the list is missing");
+    run_error("return function(r) return { { path = '/a' }, "
+              "{ path = '/b' }, n = 2 } end",
+              "/", 1, "a list of ops has the key 'n' besides its items");
+    run_error("return function(r) return { { path = '/a' }, op = 'set' } end",
+              "/", 1, "a list of ops has the key 'op' besides its items");
+    run_error("return function(r) return { { path = '/a' }, [2.5] = "
+              "{ path = '/b' } } end",
+              "/", 1, "a list of ops has a number key besides its items");
+    run_error("return function(r) return { { path = '/a' }, [true] = 1 } end",
+              "/", 1, "a list of ops has a boolean key besides its items");
+    zf_oplist_t l = run_ops("return function(r) return { { path = '/a' }, "
+                            "{ path = '/b' } } end",
+                            &rec);
+    assert_int_equal(l.n, 2);
+    zf_oplist_free(&l);
+}
+
+/* Paths as the ZooKeeper server takes them, shown escaped in messages; the
+ * root holds a sequential create's node; ZooKeeper's ttl limit. */
+static void test_zookeeper_rules(void **state) {
+    (void)state;
+    run_error("return function(r) return '/a\\255' end", "/", 1,
+              "path /a\\xff is not valid UTF-8 at byte 2");
+    run_error("return function(r) return '/a\\0b' end", "/", 1,
+              "path /a\\x00b has a NUL byte at byte 2");
+    run_error("return function(r) return { path = '/a\\0b' } end", "/", 1,
+              "path /a\\x00b has a NUL byte at byte 2");
+    run_error("return function(r) return '/a\\239\\191\\189' end", "/", 1,
+              "has a character ZooKeeper refuses in paths (U+FFFD)");
+    run_error("return function(r) return '/zookeeper/quota/x' end", "/", 1,
+              "path /zookeeper/quota/x is in /zookeeper (ZooKeeper's own "
+              "subtree)");
+    run_error("return function(r) return { op = 'create', path = '/t', "
+              "mode = 'sequential' } end",
+              "/t", 1, "a sequential create at /t makes /t0000000001");
+    run_error("return function(r) return { op = 'create', path = '/t/x', "
+              "mode = 'ttl', ttl = 2^40 } end",
+              "/t", 1, "ttl must be at most 1099511627775 ms");
+    zf_op_t op = run_op("return function(r) return { op = 'create', "
+                        "path = '/t/x', mode = 'ttl', ttl = 2^40 - 1 } end",
+                        &rec);
+    assert_int_equal(op.ttl_ms, 1099511627775LL);
+    zf_op_clear(&op);
+}
+
+/* The subtrees of zkflow's own znodes in the configuration are refused:
+ * [engine] offsets_root, and a zk: script's znode and its fixtures. */
+static void test_zkflow_znodes(void **state) {
+    (void)state;
+    char *lua = strdup(write_temp("w.lua", "return function(r) return "
+                                           "r.key end\n"));
+    char ini[1024];
+    snprintf(ini, sizeof ini,
+             "[kafka]\nbootstrap.servers = 127.0.0.1:9092\ngroup.id = g\n"
+             "[zookeeper]\nconnect = 127.0.0.1:2181\n"
+             "[engine]\noffsets_root = /zk/pos\n"
+             "[script w]\nfile = %s\ntopics = t\n"
+             "[script z]\nsource = zk:/zk/scripts/z\ntopics = u\n"
+             "[script inside]\nfile = %s\ntopics = v\nroot = /zk/pos/mine\n",
+             lua, lua);
+    zf_config_t *cfg;
+    if (zf_config_load(write_temp("c.ini", ini), &cfg, err, sizeof err) !=
+        ZF_OK)
+        fail_msg("%s", err);
+    zf_script_opts_t opts = zf_scriptset_opts(&cfg->scripts[0]);
+    zf_script_t *s = zf_script_new("w", lua, &opts, err, sizeof err);
+    if (!s)
+        fail_msg("%s", err);
+    static const struct {
+        const char *path, *what; /* what: NULL when allowed */
+    } cases[] = {
+        {"/zk/pos", "path /zk/pos is in /zk/pos ([engine] offsets_root)"},
+        {"/zk/pos/g/t/0", "is in /zk/pos ([engine] offsets_root), which "
+                          "scripts may not write"},
+        {"/zk/scripts/z", "is in /zk/scripts/z (the script of [script z])"},
+        {"/zk/scripts/z.records.jsonl", "(a fixture of [script z])"},
+        {"/zk/scripts/z.expected.jsonl", "(a fixture of [script z])"},
+        {"/zk/scripts/y", NULL},
+        {"/zk/position", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        zf_record_t r = rec;
+        r.key = cases[i].path;
+        r.key_len = strlen(cases[i].path);
+        zf_oplist_t l = {0};
+        zf_err_t rc = zf_script_transform(s, &r, &l, err, sizeof err);
+        if (!cases[i].what ? rc != ZF_OK
+                           : rc != ZF_ERECORD || !strstr(err, cases[i].what))
+            fail_msg("%s: got %d '%s'", cases[i].path, (int)rc,
+                     rc == ZF_OK ? "" : err);
+        if (cases[i].what)
+            assert_true(zf_script_failed_validation(s));
+        zf_oplist_free(&l);
+    }
+    zf_script_destroy(s);
+
+    /* A root inside them: the script could write nothing. */
+    opts = zf_scriptset_opts(&cfg->scripts[2]);
+    assert_null(zf_script_new("inside", lua, &opts, err, sizeof err));
+    assert_non_null(strstr(err, "root /zk/pos/mine lies in /zk/pos ([engine] "
+                                "offsets_root), which scripts may not write"));
+    zf_config_destroy(cfg);
+    free(lua);
+}
+
 static void test_headers_lookup(void **state) {
     (void)state;
     zf_op_t op = run_op("return function(r) return '/h', "
@@ -443,6 +635,11 @@ int main(void) {
         cmocka_unit_test(test_sandbox),
         cmocka_unit_test(test_op_tables),
         cmocka_unit_test(test_op_table_errors),
+        cmocka_unit_test(test_budget_before_copies),
+        cmocka_unit_test(test_field_names_with_nul),
+        cmocka_unit_test(test_list_holes_and_keys),
+        cmocka_unit_test(test_zookeeper_rules),
+        cmocka_unit_test(test_zkflow_znodes),
         cmocka_unit_test(test_headers_lookup),
         cmocka_unit_test(test_params_and_allowed_ops),
     };

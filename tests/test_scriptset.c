@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "zkflow/clock.h"
 #include "zkflow/fixture.h"
 #include "zkflow/log.h"
 #include "zkflow/scriptset.h"
@@ -45,7 +46,7 @@ static void test_fixture_check(void **state) {
     zf_script_t *s = load("f.lua", "local V = 'a'\n" SKIP_PROBE);
     size_t n = 99;
     zf_fixture_text_t fx = texts(NULL, NULL);
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err), ZF_OK);
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err), ZF_OK);
     assert_int_equal(n, 0);
 
     /* Matching results; comments and blank lines are not records. */
@@ -53,13 +54,13 @@ static void test_fixture_check(void **state) {
                "{\"offset\":0,\"skip\":true}\n"
                "{\"offset\":1,\"ops\":[{\"op\":\"upsert\",\"path\":\"/t/k\","
                "\"data\":\"a\"}]}\n");
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err), ZF_OK);
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err), ZF_OK);
     assert_int_equal(n, 2);
 
     /* A difference names the expected file's line and both sides. */
     fx = texts("{\"key\":\"probe\"}\n{\"key\":\"k\"}\n",
                "{\"offset\":0,\"skip\":true}\n\n{\"offset\":1,\"skip\":true}\n");
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_string_equal(err, "e.jsonl:3: expected {\"offset\":1,\"skip\":true}, "
                              "got {\"offset\":1,\"ops\":[{\"op\":\"upsert\","
@@ -68,7 +69,7 @@ static void test_fixture_check(void **state) {
     /* More expected lines than records. */
     fx = texts("{\"key\":\"probe\"}\n",
                "{\"offset\":0,\"skip\":true}\n{\"offset\":1,\"skip\":true}\n");
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "e.jsonl:2: expected {\"offset\":1,"
                                 "\"skip\":true}, but the records ran out"));
@@ -78,25 +79,25 @@ static void test_fixture_check(void **state) {
                                      "  if rec.key == 'x' then error('no x') end\n"
                                      "end\n");
     fx = texts("{\"key\":\"a\"}\n{\"key\":\"x\"}\n", NULL);
-    assert_int_equal(zf_fixture_check(bad, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(bad, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "r.jsonl: record 2: "));
     assert_non_null(strstr(err, "g.lua:2: no x"));
     fx = texts("{\"key\":\"a\"}\n", NULL);
-    assert_int_equal(zf_fixture_check(bad, &fx, &n, err, sizeof err), ZF_OK);
+    assert_int_equal(zf_fixture_check(bad, &fx, 0, &n, err, sizeof err), ZF_OK);
     assert_int_equal(n, 1);
 
     /* Expected results without records; malformed lines. */
     fx = texts(NULL, "{\"offset\":0,\"skip\":true}\n");
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "expected results without records"));
     fx = texts("{\"key\":1}\n", NULL);
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "r.jsonl:1: "));
     fx = texts("{}\n", "{\"offset\":0,\n");
-    assert_int_equal(zf_fixture_check(s, &fx, &n, err, sizeof err),
+    assert_int_equal(zf_fixture_check(s, &fx, 0, &n, err, sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "e.jsonl:1: "));
     zf_script_destroy(bad);
@@ -109,12 +110,12 @@ static void test_fixture_files(void **state) {
     write_temp("ff.expected.jsonl", "{\"offset\":0,\"skip\":true}\n");
     zf_script_t *s = load("ff.lua", "local V = 'a'\n" SKIP_PROBE);
     size_t n = 0;
-    assert_int_equal(zf_fixture_check_files(s, zf_script_file(s), &n, err,
+    assert_int_equal(zf_fixture_check_files(s, zf_script_file(s), 0, &n, err,
                                             sizeof err),
                      ZF_OK);
     assert_int_equal(n, 1);
     write_temp("ff.expected.jsonl", "{\"offset\":0,\"error\":\"x\"}\n");
-    assert_int_equal(zf_fixture_check_files(s, zf_script_file(s), &n, err,
+    assert_int_equal(zf_fixture_check_files(s, zf_script_file(s), 0, &n, err,
                                             sizeof err),
                      ZF_ERECORD);
     assert_non_null(strstr(err, "/ff.expected.jsonl:1: expected "));
@@ -201,6 +202,65 @@ static void test_reloads(void **state) {
     zf_config_destroy(cfg);
 }
 
+/* A script whose every record takes 50 ms of CPU: well under its own
+ * timeout_ms, slow only together. */
+#define SLOW_SCRIPT                                                           \
+    "return function(rec)\n"                                                  \
+    "  local t = os.clock()\n"                                                \
+    "  while os.clock() - t < 0.05 do end\n"                                  \
+    "end\n"
+
+/* Fixture records that each pass under timeout_ms but, 100 of them, take
+ * 5 s together: refused at load (check) and at reload, once they pass
+ * fixtures_timeout_ms, within it plus one record's limit, by a message
+ * naming it; the running version stays. */
+static void test_fixtures_time_bound(void **state) {
+    (void)state;
+    char records[4096] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(records, "{\"key\":\"k\"}\n");
+    write_temp("slow.records.jsonl", records);
+    write_temp("slow.lua", SLOW_SCRIPT);
+    const char *path = write_config("[script slow]\nfile = slow.lua\n"
+                                    "topics = t\ntimeout_ms = 500\n"
+                                    "fixtures_timeout_ms = 400\n");
+    zf_config_t *cfg;
+    assert_int_equal(zf_config_load(path, &cfg, err, sizeof err), ZF_OK);
+    assert_int_equal(cfg->scripts[0].fixtures_timeout_ms, 400);
+    zf_scriptset_t *set;
+    int64_t t0 = zf_now_ms();
+    assert_int_equal(zf_scriptset_new(cfg, 0, &set, err, sizeof err),
+                     ZF_ECONFIG);
+    int64_t took = zf_now_ms() - t0;
+    /* 400 ms, one record's 500 ms at most, and slack for a busy machine
+     * or valgrind (it took 5 s and more before the bound). */
+    if (took > 2400)
+        fail_msg("refused after %lld ms", (long long)took);
+    if (!strstr(err, "[script slow]: version ") ||
+        !strstr(err, "fails its fixtures: ") ||
+        !strstr(err, "slow.records.jsonl: stopped at record ") ||
+        !strstr(err, "over fixtures_timeout_ms = 400 (all fixture records "
+                     "together)"))
+        fail_msg("unexpected: %s", err);
+
+    /* At reload: the fast version runs, the slow one is refused as fast. */
+    write_temp("slow.lua", "return function(rec) end\n");
+    assert_int_equal(zf_scriptset_new(cfg, 0, &set, err, sizeof err), ZF_OK);
+    char v1[32];
+    snprintf(v1, sizeof v1, "%s", version_of(set, "t"));
+    write_temp("slow.lua", SLOW_SCRIPT);
+    zf_scriptset_reload_all(set);
+    t0 = zf_now_ms();
+    assert_int_equal(zf_scriptset_process(set), 0);
+    took = zf_now_ms() - t0;
+    if (took > 2400)
+        fail_msg("reload refused after %lld ms", (long long)took);
+    assert_string_equal(version_of(set, "t"), v1);
+    assert_int_equal(zf_scriptset_entry(set, 0).rejected, 1);
+    zf_scriptset_destroy(set);
+    zf_config_destroy(cfg);
+}
+
 static void test_reconfigure(void **state) {
     (void)state;
     write_temp("a.lua", "local V = 'a'\n" SKIP_PROBE);
@@ -256,6 +316,7 @@ int main(void) {
         cmocka_unit_test(test_fixture_files),
         cmocka_unit_test(test_reloads),
         cmocka_unit_test(test_reconfigure),
+        cmocka_unit_test(test_fixtures_time_bound),
     };
     return cmocka_run_group_tests_name("scriptset", tests, NULL, NULL);
 }

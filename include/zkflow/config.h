@@ -33,6 +33,7 @@ typedef struct zf_script_conf {
     const char *zk_path; /* the PATH inside source, or NULL */
     int file_line;  /* line of the file = or source = key */
     char *topics;   /* comma-separated list as written */
+    int topics_line; /* line of the topics key */
     char **topic;   /* parsed list, ntopics entries */
     size_t ntopics;
     char *root;     /* znode subtree the script may write, "/" by default */
@@ -40,6 +41,8 @@ typedef struct zf_script_conf {
     unsigned ops;   /* the same as ZF_OP_BIT flags */
     int timeout_ms; /* per-record time limit, 0 = none */
     int memory_mb;  /* memory limit of the script's state, 0 = none */
+    int fixtures_timeout_ms; /* time limit of all fixture records together
+                                at each load (zf_fixture_check) */
     char *on_error; /* "stop" (default), "skip" or "dlq": what a record
                        that fails (transform, validation or ZooKeeper) does */
     char *dlq_topic; /* on_error = dlq: the dead-letter topic, else NULL */
@@ -51,6 +54,7 @@ typedef struct zf_script_conf {
     size_t nparams;
     char *sig;      /* every key = value of the section: equal signatures,
                        equal sections */
+    const struct zf_config *config; /* the configuration it belongs to */
 } zf_script_conf_t;
 
 typedef struct zf_config {

@@ -81,18 +81,25 @@ typedef struct zf_fixture_text {
  * - records and expected results: every result must equal its line;
  * - records alone: every record must transform without error;
  * - neither: nothing to check.
+ * All the records together must be done within budget_ms (0: no bound): the
+ * check stops at the first record that ends later, so it takes at most
+ * budget_ms plus one record's time limit.
  * Returns ZF_OK with the number of records checked in *nrecords, or
  * ZF_ERECORD with the first problem in err, e.g.
  * "devices.expected.jsonl:3: expected {...}, got {...}" (also for expected
- * results without records, and for malformed lines), or ZF_ENOMEM. */
+ * results without records, for malformed lines, and "devices.records.jsonl:
+ * stopped at record 12: the fixtures took 1043 ms, over fixtures_timeout_ms
+ * = 1000 ..."), or ZF_ENOMEM. */
 zf_err_t zf_fixture_check(zf_script_t *s, const zf_fixture_text_t *fx,
-                          size_t *nrecords, char *err, size_t errlen);
+                          int budget_ms, size_t *nrecords, char *err,
+                          size_t errlen);
 
 /* zf_fixture_check with the files beside `script_file`: for dir/NAME.lua,
  * dir/NAME.records.jsonl and dir/NAME.expected.jsonl. Unreadable files are
  * ZF_ERECORD with the reason. */
 zf_err_t zf_fixture_check_files(zf_script_t *s, const char *script_file,
-                                size_t *nrecords, char *err, size_t errlen);
+                                int budget_ms, size_t *nrecords, char *err,
+                                size_t errlen);
 
 /* The path of a fixture file beside a script: for dir/NAME.lua and
  * ".records.jsonl", dir/NAME.records.jsonl. New string (caller frees), or

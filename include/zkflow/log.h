@@ -4,7 +4,11 @@
  * Two formats: text, "TIMESTAMP LEVEL component: message", and JSON, one
  * object per line: {"ts":"...","level":"info","component":"...","msg":"..."}
  * with the message escaped as JSON (control characters as \n, \t or \u00XX;
- * bytes that are not UTF-8 as \ufffd). */
+ * bytes that are not UTF-8 as \ufffd). In both, the component and message
+ * can never make more than one line, whatever they hold (a record's value in
+ * an error message): text writes control characters (C0, DEL, and C1 as
+ * UTF-8) as \n, \r, \t or \xHH per byte, and bytes that are not UTF-8 as
+ * \xHH; a backslash stays as it is. */
 #ifndef ZKFLOW_LOG_H
 #define ZKFLOW_LOG_H
 
@@ -44,9 +48,9 @@ int zf_log_parse_format(const char *name, zf_log_format_t *format);
 
 /* Format one log line (with its newline) into buf, at most cap bytes
  * (cap >= 128) with a NUL after it, and return its length (without the NUL);
- * never fails. A message too long for buf is cut (in JSON between two
- * characters, and the object stays whole). Trailing newlines of msg are
- * left out. This is what zf_log writes; exposed for tests. */
+ * never fails. Component and message are escaped as above. A message too
+ * long for buf is cut between two characters (never inside an escape; in
+ * JSON the object stays whole). Trailing newlines of msg are left out. This is what zf_log writes; exposed for tests. */
 size_t zf_log_format_line(char *buf, size_t cap, zf_log_format_t format,
                           const struct timeval *tv, zf_log_level_t level,
                           const char *component, const char *msg);

@@ -60,6 +60,10 @@ typedef struct zf_oplist {
  * record's ops must stay under this many bytes, checked before sending. */
 #define ZF_OP_MAX_BYTES (1000 * 1000)
 
+/* The longest ttl ZooKeeper takes (2^40 - 1 ms, about 34 years): the server
+ * keeps it in the low 40 bits of the node's ephemeral owner. */
+#define ZF_OP_MAX_TTL_MS ((int64_t)0xffffffffff)
+
 /* The op's name as a script writes it ("upsert", ...). Never fails. */
 const char *zf_op_name(zf_op_type_t type);
 
@@ -72,27 +76,76 @@ const char *zf_mode_name(zf_create_mode_t mode);
 /* Parse a mode name. Returns 0 and sets *out, or -1 for an unknown name. */
 int zf_mode_parse(const char *name, zf_create_mode_t *out);
 
-/* Check that path[0..len) is a valid absolute znode path: starts with '/',
- * no trailing '/', no empty, "." or ".." component, no control characters,
- * no NUL. Returns ZF_OK, or ZF_ERECORD with the reason in err. */
+/* Check that path[0..len) is a znode path the ZooKeeper server takes
+ * (its PathUtils.validatePath): starts with '/', no trailing '/', no empty,
+ * "." or ".." component, and only valid UTF-8 without NUL, control
+ * characters (U+0001-U+001F, U+007F-U+009F), U+D800-U+F8FF, U+FFF0-U+FFFF
+ * or characters above U+FFFF (the server checks UTF-16, where those are
+ * surrogates). Returns ZF_OK, or ZF_ERECORD with the reason in err
+ * ("path has a NUL byte at byte 3"; the caller shows the path, as
+ * zf_op_validate does, escaped). */
 zf_err_t zf_path_check(const char *path, size_t len, char *err, size_t errlen);
+
+/* zf_path_check, with the path in the message, shown as zf_op_escape
+ * does: "path /a\x00b has a NUL byte at byte 2". */
+zf_err_t zf_path_explain(const char *path, size_t len, char *err,
+                         size_t errlen);
 
 /* True when path is root itself or lies below it. Both must be valid paths;
  * root "/" contains everything. Never fails. */
 int zf_path_is_under(const char *path, const char *root);
 
-/* Validate one op: a valid path under `root`, a type in the allow-list
- * `allowed` (ZF_OP_BIT flags), and fields that fit its type (e.g. a check
- * needs a version, ttl only with mode ttl). Returns ZF_OK or ZF_ERECORD with
+/* The UTF-8 character at s[0..len), len > 0: its length (1 to 4), its code
+ * point in *cp; or 0 when the bytes there are not well-formed UTF-8 (a
+ * stray or missing continuation byte, an overlong form, a surrogate, above
+ * U+10FFFF). */
+size_t zf_utf8_char(const char *s, size_t len, uint32_t *cp);
+
+/* s[0..len) written for a message into out (outlen > 0 bytes, always
+ * NUL-terminated): valid UTF-8 stays as it is, except control characters
+ * (C0, DEL, C1), which become \xNN per byte like every byte that is not
+ * UTF-8, and '\' becomes "\\". So different strings never look alike,
+ * and none can break a line. When it does not fit, the middle is cut out
+ * and replaced by "...". Returns out. */
+const char *zf_op_escape(const char *s, size_t len, char *out, size_t outlen);
+
+/* A subtree no op may touch, even inside the script's root: zkflow's own
+ * znodes ([engine] offsets_root, the znodes of source = zk: scripts). */
+typedef struct zf_reserved {
+    const char *path;  /* a valid path other than "/" */
+    const char *owner; /* what it is, for messages ("[engine] offsets_root") */
+} zf_reserved_t;
+
+/* What ops may do. An op touches a subtree when its path lies in it, when
+ * it is a sequential create that can make a node in it (the node's name is
+ * the path plus a counter of 10 characters), or when it is a recursive
+ * delete of a node above it. */
+typedef struct zf_op_rules {
+    const char *root;              /* ops touch this subtree only ("/": all);
+                                      a sequential create's node must lie
+                                      below it whatever the counter */
+    unsigned allowed;              /* op types allowed (ZF_OP_BIT flags) */
+    const zf_reserved_t *reserved; /* nreserved subtrees no op may touch, */
+    size_t nreserved;              /* besides ZooKeeper's own /zookeeper */
+} zf_op_rules_t;
+
+/* Validate one op: a valid path (zf_path_check), within the rules, and
+ * fields that fit its type (e.g. a check needs a version, ttl only with
+ * mode ttl and at most ZF_OP_MAX_TTL_MS). Returns ZF_OK or ZF_ERECORD with
  * the reason in err. */
-zf_err_t zf_op_validate(const zf_op_t *op, const char *root, unsigned allowed,
+zf_err_t zf_op_validate(const zf_op_t *op, const zf_op_rules_t *rules,
                         char *err, size_t errlen);
 
-/* Validate a whole list: every op, plus the byte budget (ZF_OP_MAX_BYTES)
+/* Validate a whole list: every op, plus the byte budget (zf_op_check_bytes)
  * and what a ZooKeeper multi cannot hold (a ttl or container create in a
  * list of more than one op). Errors name the op's position ("op 2: ..."). */
-zf_err_t zf_oplist_validate(const zf_oplist_t *l, const char *root,
-                            unsigned allowed, char *err, size_t errlen);
+zf_err_t zf_oplist_validate(const zf_oplist_t *l, const zf_op_rules_t *rules,
+                            char *err, size_t errlen);
+
+/* The byte budget: ZF_OK when `bytes` of paths and data fit in
+ * ZF_OP_MAX_BYTES, else ZF_ERECORD with the reason in err. For a check
+ * before anything is copied. */
+zf_err_t zf_op_check_bytes(size_t bytes, char *err, size_t errlen);
 
 /* Coalescing (a script's `coalesce = true`). lists[0..n) are the op lists
  * of consecutive records of one batch, in order. Sets drop[i] to 1 when

@@ -27,16 +27,23 @@ typedef struct zf_script_opts {
     size_t nparams;
     int timeout_ms;        /* per-record time limit; 0 = none */
     int memory_mb;         /* memory limit of the whole state; 0 = none */
+    const zf_config_t *config; /* the configuration the script runs under,
+                                  or NULL: its zkflow znodes ([engine]
+                                  offsets_root, every source = zk: script
+                                  and its fixtures) are refused to the
+                                  script, as ZooKeeper's /zookeeper is */
 } zf_script_opts_t;
 
-/* Defaults: root "/", every op, no params, 100 ms, 64 MB. */
+/* Defaults: root "/", every op, no params, 100 ms, 64 MB, no config. */
 extern const zf_script_opts_t zf_script_opts_default;
 
 /* Load the Lua file `file` (text only, never bytecode) into a new sandbox,
  * run it, and keep the function it returns. `name` labels log lines; opts
- * is copied. Returns the script, or NULL with "FILE:LINE: message" (or
- * "FILE: message") in err when the file cannot be read, does not compile,
- * raises, exceeds a limit, or does not return a function. */
+ * is copied (what it points to is needed during the call only). Returns
+ * the script, or NULL with "FILE:LINE: message" (or "FILE: message") in err
+ * when the file cannot be read, does not compile, raises, exceeds a limit,
+ * or does not return a function, or when root lies in a subtree refused to
+ * scripts. */
 zf_script_t *zf_script_new(const char *name, const char *file,
                            const zf_script_opts_t *opts, char *err,
                            size_t errlen);
@@ -71,7 +78,8 @@ zf_err_t zf_script_transform(zf_script_t *s, const zf_record_t *rec,
 
 /* After zf_script_transform returned ZF_ERECORD: 1 when the transform ran to
  * its end but what it returned failed validation (not an op, an op outside
- * `root` or not allowed, over ZF_OP_MAX_BYTES), 0 when the script itself
+ * `root`, in a subtree refused to scripts or not allowed, over
+ * ZF_OP_MAX_BYTES), 0 when the script itself
  * failed (raised, ran out of time or memory). Never fails. */
 int zf_script_failed_validation(const zf_script_t *s);
 

@@ -5,7 +5,9 @@
  * both ways editors save work), when its znode changes (source = zk:/PATH),
  * and on zf_scriptset_reload_all (SIGHUP). A new version is compiled and
  * initialised in a fresh sandbox and checked against its fixtures
- * (NAME.records.jsonl / NAME.expected.jsonl beside it); only then is it
+ * (NAME.records.jsonl / NAME.expected.jsonl beside it; all of them within
+ * the section's fixtures_timeout_ms, as they hold the engine thread; a
+ * script and each fixture at most ZF_FILE_MAX_BYTES); only then is it
  * swapped in, as a new sandbox whose init ran once more (so fixture records
  * leave no trace in its state). Any failure keeps the running version and
  * is logged with the reason (FILE:LINE). Every swap and rejection is logged

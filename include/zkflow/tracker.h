@@ -54,6 +54,13 @@ typedef struct zf_partition {
     int blocked;           /* a record failed here: send nothing after it */
     zf_zk_fence_t fence;   /* exactly-once: its position znode (path owned;
                               NULL with at-least-once) */
+    int writing_position;  /* exactly-once: a write of the position alone
+                              (no record's ops) is in flight */
+    int no_position;       /* exactly-once: write no position here any more
+                              (fenced, or such a write failed) */
+    int64_t behind_since;  /* exactly-once: since when (ms) the position
+                              trails `committable` with nothing queued or
+                              in flight to carry it; 0 when it does not */
     zf_entry_t *spare;     /* entries released, kept for reuse (owned; only
                               the functions below touch them) */
 } zf_partition_t;

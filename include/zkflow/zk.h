@@ -51,12 +51,13 @@ typedef struct zf_zk_item {
 typedef struct zf_zk_fence {
     char *path;
     int32_t version; /* updated as batches apply; -1: not created yet */
+    int64_t next;    /* the offset the znode holds, as last read or written
+                        by this owner; -1: none yet */
 } zf_zk_fence_t;
 
 /* Read a position znode (with create_parents, also create its missing
- * parents): ZF_OK with
- * *next_offset and fence->version set, or *next_offset -1 and version -1
- * when it does not exist yet; ZF_EZK with the reason in err. Blocks for at
+ * parents): ZF_OK with *next_offset, fence->next and fence->version set,
+ * or all three -1 when it does not exist yet; ZF_EZK with the reason in err. Blocks for at
  * most the session timeout; never call it from a `done` callback. */
 zf_err_t zf_zk_read_position(zf_zk_t *zk, zf_zk_fence_t *fence,
                              int create_parents, int64_t *next_offset,
@@ -106,6 +107,8 @@ size_t zf_zk_coalesce(zf_zk_item_t *items, size_t n);
  * copied. With a fence (else NULL), the multi also writes the position
  * after the last record applied; after a lost connection the position is
  * read back to learn whether the batch applied before it is sent again.
+ * A batch of one item with no ops and a fence writes only the position
+ * (records that wrote nothing, up to that item's next_offset).
  * Never calls `done` from inside this call. */
 void zf_zk_apply(zf_zk_t *zk, const zf_zk_item_t *items, size_t n,
                  zf_zk_fence_t *fence, zf_zk_done_fn *done);
