@@ -10,7 +10,6 @@
 #include <string.h>
 
 #include "zkflow/json.h"
-#include "zkflow/op.h"
 
 /* A finding that no sanitizer reports by itself: say what, then abort, so
  * libFuzzer keeps the input as a crash. */
@@ -47,31 +46,6 @@ static inline void fuzz_run_chunk(lua_State *L, const char *src,
     lua_insert(L, -nargs - 1);
     if (lua_pcall(L, nargs, 1, 0) != 0)
         FUZZ_FAIL("%s", lua_tostring(L, -1));
-}
-
-/* zf_op_validate and zf_oplist_validate under `root` with every op type
- * allowed. Issue 15's fixes give them the rules as a struct (with
- * ZF_OP_MAX_TTL_MS); the other branch is the code before them, for as long
- * as both may be built. */
-static inline zf_err_t fuzz_op_validate(const zf_op_t *op, const char *root,
-                                        char *err, size_t errlen) {
-#ifdef ZF_OP_MAX_TTL_MS
-    zf_op_rules_t rules = {.root = root, .allowed = ZF_OP_ALL};
-    return zf_op_validate(op, &rules, err, errlen);
-#else
-    return zf_op_validate(op, root, ZF_OP_ALL, err, errlen);
-#endif
-}
-
-static inline zf_err_t fuzz_oplist_validate(const zf_oplist_t *l,
-                                            const char *root, char *err,
-                                            size_t errlen) {
-#ifdef ZF_OP_MAX_TTL_MS
-    zf_op_rules_t rules = {.root = root, .allowed = ZF_OP_ALL};
-    return zf_oplist_validate(l, &rules, err, errlen);
-#else
-    return zf_oplist_validate(l, root, ZF_OP_ALL, err, errlen);
-#endif
 }
 
 #endif

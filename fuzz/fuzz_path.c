@@ -7,7 +7,8 @@
  * takes) and must pass printable ASCII outside /zookeeper; an accepted op
  * to what op.h says of each type, to its root (a sequential create of the
  * root itself would make a node outside it), to the server's largest ttl,
- * and writes nothing in /zookeeper; a packed op must validate as the same op unpacked;
+ * and must not touch the reserved subtrees (op.h's zf_op_rules_t) nor
+ * write in /zookeeper; a packed op must validate as the same op unpacked;
  * zf_oplist_coalesce to its contract in op.h. */
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +22,21 @@ static const char *const roots[] = {
 };
 static const int32_t versions[] = {ZF_VERSION_ANY, 0, 5, -2};
 static const int64_t ttls[] = {0, 1000, -1, (int64_t)1 << 40};
-/* The largest ttl a ZooKeeper server takes (EphemeralType.TTL.maxValue). */
+/* Subtrees refused to the ops, as zkflow's own znodes are; the second is
+ * what a sequential create at /t/s can make. */
+static const zf_reserved_t reserved[] = {
+    {"/zkflow/offsets", "[engine] offsets_root"},
+    {"/t/s0000000007", "a script in a znode"},
+};
+#define NRESERVED (sizeof reserved / sizeof reserved[0])
+
+static zf_op_rules_t rules_for(const char *root) {
+    return (zf_op_rules_t){.root = root, .allowed = ZF_OP_ALL,
+                           .reserved = reserved, .nreserved = NRESERVED};
+}
+
+/* The largest ttl a ZooKeeper server takes (EphemeralType.TTL.maxValue),
+ * written out here as the check's reference. */
 #define ZK_MAX_TTL (((int64_t)1 << 40) - 1)
 
 /* ZooKeeper's own rules (PathUtils.validatePath on the path the server
@@ -85,6 +100,19 @@ static int related(const char *a, const char *b) {
     return under(a, b) || under(b, a);
 }
 
+/* The op reaches the subtree `tree`: its path is in it (for a sequential
+ * create: the node, the path and a 10-digit counter), or it is a recursive
+ * delete above it. */
+static int touches(const zf_op_t *op, const char *tree) {
+    size_t n = strlen(op->path), t = strlen(tree);
+    if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL)
+        return (n > t && under(op->path, tree)) ||
+               (t == n + 10 && strncmp(tree, op->path, n) == 0 &&
+                strspn(tree + n, "0123456789") == 10);
+    return under(op->path, tree) ||
+           (op->type == ZF_OP_DELETE && op->recursive && under(tree, op->path));
+}
+
 /* An accepted op against op.h. */
 static void check_accepted(const zf_op_t *op, const char *root) {
     char why[256];
@@ -96,18 +124,16 @@ static void check_accepted(const zf_op_t *op, const char *root) {
                   root);
     if ((unsigned)op->type >= ZF_OP_NTYPES)
         FUZZ_FAIL("op of unknown type %d accepted", (int)op->type);
-    /* The node written: a sequential create's gets a counter. */
-    char *node = malloc(n + 11);
-    if (!node)
-        FUZZ_FAIL("out of memory");
-    sprintf(node, "%s%s", op->path,
-            op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL
-                ? "0000000000"
-                : "");
-    if (op->type != ZF_OP_CHECK && under(node, "/zookeeper"))
-        FUZZ_FAIL("%s of %s accepted: the server refuses writes there",
-                  zf_op_name(op->type), node);
-    free(node);
+    if (op->type != ZF_OP_CHECK && touches(op, "/zookeeper"))
+        FUZZ_FAIL("%s of %s accepted: the server refuses writes in "
+                  "/zookeeper",
+                  zf_op_name(op->type), op->path);
+    for (size_t i = 0; i < NRESERVED; i++)
+        if (touches(op, reserved[i].path))
+            FUZZ_FAIL("%s of %s (mode %s) accepted: it reaches the reserved "
+                      "%s",
+                      zf_op_name(op->type), op->path, zf_mode_name(op->mode),
+                      reserved[i].path);
     if (op->type == ZF_OP_CREATE && op->mode == ZF_MODE_SEQUENTIAL &&
         strcmp(op->path, root) == 0)
         FUZZ_FAIL("sequential create of the root %s accepted: ZooKeeper "
@@ -188,14 +214,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             ops[i]->version = versions[r >> 3 & 3];
             ops[i]->ttl_ms = ttls[r >> 5 & 3];
         }
-        rc = fuzz_op_validate(a, root, why, sizeof why);
-        zf_err_t rc2 = fuzz_op_validate(b, root, why2, sizeof why2);
+        zf_op_rules_t rules = rules_for(root);
+        rc = zf_op_validate(a, &rules, why, sizeof why);
+        zf_err_t rc2 = zf_op_validate(b, &rules, why2, sizeof why2);
         if (rc != rc2 || (rc != ZF_OK && strcmp(why, why2) != 0))
             FUZZ_FAIL("packed and plain ops differ: %s / %s",
                       rc ? why : "ok", rc2 ? why2 : "ok");
         if (rc == ZF_OK)
             check_accepted(a, root);
-        if (fuzz_oplist_validate(&packed, root, why, sizeof why) != rc)
+        if (zf_oplist_validate(&packed, &rules, why, sizeof why) != rc)
             FUZZ_FAIL("a list of one op and the op differ: %s", why);
 
         /* Into the lists: its own, or the previous line's. */
@@ -224,13 +251,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const zf_oplist_t *cl[MAXLISTS];
     size_t ncl = 0;
     for (size_t i = 0; i < nlists; i++) {
-        zf_err_t rc = fuzz_oplist_validate(&lists[i], list_root[i], why,
-                                           sizeof why);
+        zf_op_rules_t rules = rules_for(list_root[i]);
+        zf_err_t rc = zf_oplist_validate(&lists[i], &rules, why, sizeof why);
         size_t bytes = 0;
         for (size_t k = 0; rc == ZF_OK && k < lists[i].n; k++) {
             const zf_op_t *op = &lists[i].ops[k];
-            if (fuzz_op_validate(op, list_root[i], why2, sizeof why2) !=
-                ZF_OK)
+            if (zf_op_validate(op, &rules, why2, sizeof why2) != ZF_OK)
                 FUZZ_FAIL("list accepted with op %zu invalid: %s", k + 1,
                           why2);
             if (lists[i].n > 1 && (op->mode == ZF_MODE_TTL ||
@@ -241,7 +267,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         if (rc == ZF_OK && bytes > ZF_OP_MAX_BYTES)
             FUZZ_FAIL("list of %zu bytes accepted", bytes);
-        if (fuzz_oplist_validate(&lists[i], "/", why, sizeof why) == ZF_OK)
+        rules = rules_for("/");
+        if (zf_oplist_validate(&lists[i], &rules, why, sizeof why) == ZF_OK)
             cl[ncl++] = &lists[i];
     }
     unsigned char drop[MAXLISTS];

@@ -150,8 +150,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                       line);
         free(line);
         if (rc == ZF_OK) {
-            if (fuzz_oplist_validate(&ops, roots[i], why, sizeof why) !=
-                ZF_OK)
+            zf_op_rules_t rules = {.root = roots[i], .allowed = ZF_OP_ALL};
+            if (zf_oplist_validate(&ops, &rules, why, sizeof why) != ZF_OK)
                 FUZZ_FAIL("root %s: accepted, then invalid: %s", roots[i],
                           why);
             lua_rawgeti(L, LUA_REGISTRYINDEX, check_ref);
