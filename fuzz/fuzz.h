@@ -48,4 +48,16 @@ static inline void fuzz_run_chunk(lua_State *L, const char *src,
         FUZZ_FAIL("%s", lua_tostring(L, -1));
 }
 
+/* A new chunk (caller frees): `tree` (tree.lua's text) run as the local
+ * `parse`, then `rest`. Aborts when out of memory. */
+static inline char *fuzz_with_parse(const char *tree, const char *rest) {
+    static const char fmt[] = "local parse = (function() %s end)()\n%s";
+    size_t len = sizeof fmt + strlen(tree) + strlen(rest);
+    char *src = malloc(len);
+    if (!src)
+        FUZZ_FAIL("out of memory");
+    snprintf(src, len, fmt, tree, rest);
+    return src;
+}
+
 #endif

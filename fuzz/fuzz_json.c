@@ -22,8 +22,7 @@ static int limited_ref;   /* its function */
 
 /* Run in the sandbox with the input: decode and encode, where any error,
  * the memory limit's included, ends the call. */
-static const char limited_fmt[] =
-    "local parse = (function() %s end)()\n"
+static const char limited_src[] =
     "local json = require('json')\n"
     "return function(s)\n"
     "  local ok, v = pcall(json.decode, s)\n"
@@ -57,11 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     zf_sandbox_limits_t lim = {.timeout_ms = 0, .memory_bytes = 1u << 20};
     if (!(sb = zf_sandbox_new("fuzz", &lim, err, sizeof err)))
         FUZZ_FAIL("zf_sandbox_new: %s", err);
-    size_t len = sizeof limited_fmt + strlen(tree_lua);
-    char *src = malloc(len);
-    if (!src)
-        FUZZ_FAIL("out of memory");
-    snprintf(src, len, limited_fmt, tree_lua);
+    char *src = fuzz_with_parse(tree_lua, limited_src);
     lua_State *S = zf_sandbox_lua(sb);
     if (zf_sandbox_load(sb, src, strlen(src), "=limited") != 0 ||
         zf_sandbox_pcall(sb, 0, 1, 0) != 0)

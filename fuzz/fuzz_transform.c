@@ -50,8 +50,7 @@ static void on_free(const volatile void *p) {
         live -= (long long)__sanitizer_get_allocated_size(p);
 }
 
-static const char script_fmt[] =
-    "local parse = (function() %s end)()\n"
+static const char script_src[] =
     "return function(r)\n"
     "  local res = parse(r.value or '')\n"
     "  return res[1], res[2], res[3]\n"
@@ -66,11 +65,7 @@ static void close_states(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    size_t len = sizeof script_fmt + strlen(tree_lua);
-    char *src = malloc(len), err[1024];
-    if (!src)
-        FUZZ_FAIL("out of memory");
-    snprintf(src, len, script_fmt, tree_lua);
+    char *src = fuzz_with_parse(tree_lua, script_src), err[1024];
     for (size_t i = 0; i < NSCRIPTS; i++) {
         zf_script_opts_t o = zf_script_opts_default;
         o.root = roots[i];
