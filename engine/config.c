@@ -74,7 +74,8 @@ static const config_key_t keys[] = {
      NULL, "ops of consecutive records sent together as one ZooKeeper multi"},
     {"engine", "batch_max_bytes", KEY_INT, CFG(batch_max_bytes), "512000",
      1024, 1000000, NULL,
-     "bytes of paths and data per multi (ZooKeeper's limit is 1 MiB)"},
+     "bytes of request per multi: paths, data, 128 per op, parents "
+     "(ZooKeeper's limit is 1 MiB)"},
     {"engine", "metrics_listen", KEY_LISTEN, CFG(metrics_listen), "", 0, 0,
      NULL, "IPV4:PORT, [IPV6]:PORT or localhost:PORT for /metrics, /healthz "
      "and /readyz, e.g. 127.0.0.1:9464; empty: no HTTP endpoint"},

@@ -578,13 +578,6 @@ static void take_records(engine_t *e) {
     e->kafka_pending = 1; /* stopped early: the wake-up pipe may stay quiet */
 }
 
-static size_t oplist_bytes(const zf_oplist_t *l) {
-    size_t n = 0;
-    for (size_t i = 0; i < l->n; i++)
-        n += strlen(l->ops[i].path) + l->ops[i].datalen;
-    return n;
-}
-
 /* Send the next batch of every idle partition: the ops of its consecutive
  * queued records, up to batch_max_ops and batch_max_bytes, as one multi.
  * One batch per partition is in flight at a time, so a batch that must be
@@ -613,7 +606,7 @@ static size_t dispatch(engine_t *e) {
             if (en->state != ZF_ENTRY_QUEUED)
                 continue; /* a skipped record: nothing to send */
             int alone = !zf_zk_batchable(&en->ops);
-            size_t b = oplist_bytes(&en->ops);
+            size_t b = en->ops.bytes;
             if (n > 0 && (alone || ops + en->ops.n > (size_t)e->cfg->batch_max_ops ||
                           bytes + b > (size_t)e->cfg->batch_max_bytes))
                 break;

@@ -495,17 +495,28 @@ zf_err_t zf_op_validate(const zf_op_t *op, const zf_op_rules_t *rules,
     return op_validate(op, rules, strlen(rules->root), &plen, err, errlen);
 }
 
+size_t zf_op_request_bytes(zf_op_type_t type, const char *path, size_t plen,
+                           size_t datalen) {
+    size_t n = plen + datalen + ZF_OP_OVERHEAD;
+    if (type == ZF_OP_UPSERT)
+        for (size_t k = 1; k < plen; k++)
+            if (path[k] == '/')
+                n += k + ZF_OP_OVERHEAD; /* a create of path[0..k) */
+    return n;
+}
+
 zf_err_t zf_op_check_bytes(size_t bytes, char *err, size_t errlen) {
     if (bytes <= ZF_OP_MAX_BYTES)
         return ZF_OK;
     snprintf(err, errlen,
-             "%zu bytes of paths and data, over the limit of %d bytes per "
+             "%zu bytes of ZooKeeper request (paths, data, %d per op, the "
+             "parents an upsert may create), over the limit of %d bytes per "
              "record (ZooKeeper's request limit)",
-             bytes, ZF_OP_MAX_BYTES);
+             bytes, ZF_OP_OVERHEAD, ZF_OP_MAX_BYTES);
     return ZF_ERECORD;
 }
 
-zf_err_t zf_oplist_validate(const zf_oplist_t *l, const zf_op_rules_t *rules,
+zf_err_t zf_oplist_validate(zf_oplist_t *l, const zf_op_rules_t *rules,
                             char *err, size_t errlen) {
     size_t bytes = 0, rlen = strlen(rules->root);
     for (size_t i = 0; i < l->n; i++) {
@@ -530,8 +541,9 @@ zf_err_t zf_oplist_validate(const zf_oplist_t *l, const zf_op_rules_t *rules,
                      i + 1, zf_mode_name(op->mode));
             return ZF_ERECORD;
         }
-        bytes += plen + op->datalen;
+        bytes += zf_op_request_bytes(op->type, op->path, plen, op->datalen);
     }
+    l->bytes = bytes;
     return zf_op_check_bytes(bytes, err, errlen);
 }
 

@@ -394,7 +394,8 @@ static char *dup_lstring(lua_State *L, const char *p, size_t len) {
     return s;
 }
 
-/* The paths and data of the ops at idx: a list of op tables or one. */
+/* The paths, data and ZF_OP_OVERHEAD of the ops at idx: a list of op
+ * tables or one. */
 static size_t result_bytes(lua_State *L, int idx, int is_list) {
     static const char *const fields[] = {"path", "data"};
     size_t bytes = 0;
@@ -412,12 +413,15 @@ static size_t result_bytes(lua_State *L, int idx, int is_list) {
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
+        bytes += ZF_OP_OVERHEAD;
     }
     return bytes;
 }
 
-/* The ops being converted: the list they go to, and the bytes of paths and
- * data taken so far, checked against the budget before each copy. */
+/* The ops being converted: the list they go to, and the bytes of request
+ * taken so far (paths, data, ZF_OP_OVERHEAD per op; the parents an upsert
+ * may create are added by zf_oplist_validate), checked against the budget
+ * before each copy. */
 typedef struct taking {
     zf_oplist_t *out;
     size_t bytes;
@@ -494,6 +498,7 @@ static enum field field_of(const char *k, size_t n) {
 /* Convert the op table at idx (absolute) into a new op of the list. */
 static void take_op_table(lua_State *L, taking_t *t, int idx) {
     char buf[SHOWN];
+    count_bytes(L, t, ZF_OP_OVERHEAD);
     zf_op_t *op = zf_oplist_push(t->out);
     if (!op)
         luaL_error(L, "out of memory");
@@ -622,7 +627,8 @@ static void take_results(lua_State *L, int base, zf_oplist_t *out) {
         const char *data = NULL; /* a delete's payload means nothing */
         if (type != ZF_OP_DELETE && dt == LUA_TSTRING)
             data = lua_tolstring(L, base + 2, &dlen);
-        if (zf_op_check_bytes(plen + dlen, why, sizeof why) != ZF_OK)
+        if (zf_op_check_bytes(zf_op_request_bytes(type, path, plen, dlen), why,
+                              sizeof why) != ZF_OK)
             invalid(L, "%s", why);
         zf_op_t *op = zf_oplist_push_packed(out, path, plen, data, dlen);
         if (!op)

@@ -537,6 +537,15 @@ poison_config() {
         "root = $root" "param.root = $root" "$@"
 }
 
+# upsert_bytes PATH DATA-LENGTH: what an upsert counts against a record's
+# request limit (README): path, data and 128 bytes, and the same for each
+# parent it may create.
+upsert_bytes() {
+    awk -v p="$1" -v d="$2" 'BEGIN { n = length(p) + d + 128
+        for (k = 2; k <= length(p); k++) if (substr(p, k, 1) == "/") n += k - 1 + 128
+        print n }'
+}
+
 # "key<TAB>value<TAB>timestamp<TAB>headers" of every record of a topic
 topic_records() { # TOPIC
     kcat -C -b "$KAFKA" -t "$1" -e -q -f '%k\t%s\t%T\t%h\n' 2>/dev/null
@@ -583,7 +592,7 @@ test_on_error_dlq() {
         printf 'p2\toutside\t%s\ttrace=t1,zkflow.stage=validate,zkflow.error=%s%s,zkflow.offset=3\n' \
             "${ts[p2]}" "$WORK/poison.lua:1: the transform returned an invalid op: path /elsewhere/p2 is outside the script's root $root" "$tail"
         printf 'p3\thuge\t%s\ttrace=t1,zkflow.stage=validate,zkflow.error=%s%s,zkflow.offset=5\n' \
-            "${ts[p3]}" "$WORK/poison.lua:1: the transform returned an invalid op: $((${#root} + 3 + 1100000)) bytes of paths and data, over the limit of 1000000 bytes per record (ZooKeeper's request limit)" "$tail"
+            "${ts[p3]}" "$WORK/poison.lua:1: the transform returned an invalid op: $(upsert_bytes "$root/p3" 1100000) bytes of ZooKeeper request (paths, data, 128 per op, the parents an upsert may create), over the limit of 1000000 bytes per record (ZooKeeper's request limit)" "$tail"
         printf 'p4\tmissing\t%s\ttrace=t1,zkflow.stage=zookeeper,zkflow.error=%s,zkflow.zk_error=ZNONODE%s,zkflow.offset=7\n' \
             "${ts[p4]}" "ZooKeeper refused set $root/missing/p4: no node (a parent is missing, or the node is: upsert creates parents)" "$tail"
     } >"$WORK/expected-dlq"

@@ -519,6 +519,38 @@ static void test_fields(void **state) {
     expect_op(&op, "delete takes no data");
 }
 
+/* An op's request size counts its overhead, and for an upsert the create
+ * of each ancestor it may make: a deep path costs the sum of its prefixes,
+ * which no record may use to build a multi over jute.maxbuffer. */
+static void test_request_bytes(void **state) {
+    (void)state;
+    const size_t o = ZF_OP_OVERHEAD;
+    assert_int_equal(zf_op_request_bytes(ZF_OP_SET, "/a/bc", 5, 10),
+                     5 + 10 + o);
+    /* Ancestors /a (2 bytes) and /a/bc (5 bytes) may be created. */
+    assert_int_equal(zf_op_request_bytes(ZF_OP_UPSERT, "/a/bc/d", 7, 10),
+                     7 + 10 + o + (2 + o) + (5 + o));
+    assert_int_equal(zf_op_request_bytes(ZF_OP_UPSERT, "/a", 2, 0), 2 + o);
+    /* 2,000 levels of "/a": 4 kB of path, about 4 MB of parent creates. */
+    char path[4001];
+    for (int i = 0; i < 2000; i++)
+        memcpy(path + 2 * i, "/a", 2);
+    path[4000] = '\0';
+    char err[256];
+    zf_oplist_t l = {0};
+    zf_op_t *op = zf_oplist_push(&l);
+    op->type = ZF_OP_UPSERT;
+    op->path = strdup(path);
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
+                     ZF_ERECORD);
+    assert_non_null(strstr(err, "over the limit of 1000000 bytes"));
+    op->type = ZF_OP_SET; /* no parents: fits */
+    assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
+                     ZF_OK);
+    assert_int_equal(l.bytes, 4000 + o);
+    zf_oplist_free(&l);
+}
+
 static void test_oplist(void **state) {
     (void)state;
     char err[256];
@@ -527,9 +559,11 @@ static void test_oplist(void **state) {
     assert_int_equal(a->version, ZF_VERSION_ANY);
     a->type = ZF_OP_SET;
     a->path = strdup("/a");
-    a->datalen = ZF_OP_MAX_BYTES - 2; /* data itself not read */
+    /* Just at the limit: path, data and the op's overhead. */
+    a->datalen = ZF_OP_MAX_BYTES - 2 - ZF_OP_OVERHEAD; /* data not read */
     assert_int_equal(zf_oplist_validate(&l, ROOT("/"), err, sizeof err),
                      ZF_OK);
+    assert_int_equal(l.bytes, ZF_OP_MAX_BYTES);
     zf_op_t *b = zf_oplist_push(&l);
     b->type = ZF_OP_UPSERT;
     b->path = strdup("/b");
@@ -707,6 +741,7 @@ int main(void) {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_sequential_root),
         cmocka_unit_test(test_reserved),
+        cmocka_unit_test(test_request_bytes),
         cmocka_unit_test(test_oplist),
         cmocka_unit_test(test_packed),
         cmocka_unit_test(test_coalesce),

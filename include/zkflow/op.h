@@ -53,12 +53,27 @@ typedef struct zf_oplist {
     size_t cap;
     int packed; /* nonzero: ops holds one op followed by its path and data,
                    all one allocation (see zf_oplist_push_packed) */
+    size_t bytes; /* the most its ops take in a ZooKeeper request
+                     (zf_op_request_bytes); set by zf_oplist_validate */
 } zf_oplist_t;
 
-/* ZooKeeper refuses requests over jute.maxbuffer (1 MiB - 1 by default), and
- * oversized requests have destabilised servers: the paths plus data of one
- * record's ops must stay under this many bytes, checked before sending. */
+/* ZooKeeper refuses requests over jute.maxbuffer (1 MiB - 1 by default):
+ * the client sees the connection close, and sending the request again
+ * loops for ever (oversized requests have also destabilised servers). What
+ * one record's ops take in a request (zf_op_request_bytes) must stay under
+ * this many bytes, checked before anything of it is copied or sent. */
 #define ZF_OP_MAX_BYTES (1000 * 1000)
+
+/* What one op takes in a multi request besides its path and data, at most:
+ * the op's header, length fields, version or flags, and an ACL. */
+#define ZF_OP_OVERHEAD 128
+
+/* The most an op of `type` with a path of plen bytes and datalen bytes of
+ * data takes in a ZooKeeper request: path, data and ZF_OP_OVERHEAD, plus,
+ * for an upsert, a create of each ancestor it may have to make (so a deep
+ * path costs the sum of its prefixes). Never fails. */
+size_t zf_op_request_bytes(zf_op_type_t type, const char *path, size_t plen,
+                           size_t datalen);
 
 /* The longest ttl ZooKeeper takes (2^40 - 1 ms, about 34 years): the server
  * keeps it in the low 40 bits of the node's ephemeral owner. */
@@ -136,15 +151,16 @@ typedef struct zf_op_rules {
 zf_err_t zf_op_validate(const zf_op_t *op, const zf_op_rules_t *rules,
                         char *err, size_t errlen);
 
-/* Validate a whole list: every op, plus the byte budget (zf_op_check_bytes)
- * and what a ZooKeeper multi cannot hold (a ttl or container create in a
- * list of more than one op). Errors name the op's position ("op 2: ..."). */
-zf_err_t zf_oplist_validate(const zf_oplist_t *l, const zf_op_rules_t *rules,
+/* Validate a whole list: every op, plus the byte budget (zf_op_check_bytes
+ * of the ops' zf_op_request_bytes, which is left in l->bytes) and what a
+ * ZooKeeper multi cannot hold (a ttl or container create in a list of more
+ * than one op). Errors name the op's position ("op 2: ..."). */
+zf_err_t zf_oplist_validate(zf_oplist_t *l, const zf_op_rules_t *rules,
                             char *err, size_t errlen);
 
-/* The byte budget: ZF_OK when `bytes` of paths and data fit in
- * ZF_OP_MAX_BYTES, else ZF_ERECORD with the reason in err. For a check
- * before anything is copied. */
+/* The byte budget: ZF_OK when `bytes` of request (zf_op_request_bytes)
+ * fit in ZF_OP_MAX_BYTES, else ZF_ERECORD with the reason in err. For a
+ * check before anything is copied. */
 zf_err_t zf_op_check_bytes(size_t bytes, char *err, size_t errlen);
 
 /* Coalescing (a script's `coalesce = true`). lists[0..n) are the op lists
