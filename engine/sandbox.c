@@ -32,12 +32,15 @@
  *   hook of 1 (lua_sethook, the way LuaJIT's own interpreter stops a script
  *   on SIGINT): the hook, on the next VM instruction, compares the clock
  *   with the deadline itself and kills the call. So a runaway call is
- *   stopped within about one tick after its deadline, and a call that ends
- *   after its deadline but before the watchdog notices succeeds. The
- *   watchdog keeps signalling every tick while the call runs past its
- *   deadline, so a signal that finds the state busy (see below) only delays
- *   the kill by a tick. In LuaJIT the hook belongs to the whole state
- *   (global_State), not to one coroutine, so coroutines are covered too.
+ *   stopped within about one tick after its deadline. A call that returns
+ *   past its deadline fails too, whatever it returned: zf_sandbox_pcall
+ *   looks at the clock once the call is over (the watchdog may not have
+ *   looked yet, and a C function in tail position leaves no instruction
+ *   for the hook). The watchdog keeps signalling every tick while the
+ *   call runs past its deadline, so a signal that finds the state busy
+ *   (see below) only delays the kill by a tick. In LuaJIT the hook
+ *   belongs to the whole state (global_State), not to one coroutine, so
+ *   coroutines are covered too.
  *   What this saves: a resting count hook (the previous design: every 1000
  *   instructions) sends every VM instruction through LuaJIT's hook
  *   dispatch, whatever the count. bench/transform.c, Lua-heavy mapping
@@ -1091,8 +1094,14 @@ int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
     int status = lua_pcall(L, nargs, nresults, errfunc);
     sb->depth = 0;
     sb->check_above = SIZE_MAX;
-    if (sb->watched)
+    if (sb->watched) {
         call_end(sb);
+        /* Past its deadline, the call fails whatever it returned: the
+         * watchdog may not have looked yet, or the time went in a C
+         * function with no VM instruction after it (a tail call). */
+        if (!sb->killed && now_ns() >= sb->deadline_ns)
+            sb->killed = KILL_TIME;
+    }
     if (sb->killed)
         return finish_kill(sb, status, base, errfunc);
     /* A collection asked for with no instruction after it, or the

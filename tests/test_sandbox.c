@@ -760,6 +760,39 @@ static void test_time_limit_nested_calls(void **state) {
     zf_sandbox_destroy(nested_sb);
 }
 
+/* A call whose time went in a C function in tail position, with no VM
+ * instruction after it for the hook, fails all the same (it used to return
+ * the function's result as if nothing had happened), also when pcall
+ * swallowed the error. */
+static void test_time_limit_tail_call(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(5, 256 * MB);
+    lua_State *L = zf_sandbox_lua(sb);
+    /* 48 MB: string.upper takes ~30 ms on it here. */
+    size_t len = 48 * MB;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, 'x', len);
+    lua_pushlstring(L, big, len);
+    free(big);
+    lua_setglobal(L, "S");
+    static const char *const srcs[] = {
+        "return string.upper(S)",
+        "return pcall(string.upper, S)",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        int rc = run(sb, srcs[i]);
+        const char *msg = lua_tostring(L, -1);
+        if (rc != LUA_ERRRUN || !msg ||
+            !strstr(msg, "time limit of 5 ms exceeded"))
+            fail_msg("'%s': expected the time limit, got %d: %.60s", srcs[i],
+                     rc, msg ? msg : luaL_typename(L, -1));
+        lua_settop(L, 0);
+    }
+    assert_string_equal(eval(sb, "return #S"), "number");
+    zf_sandbox_destroy(sb);
+}
+
 static void test_no_limits(void **state) {
     (void)state;
     zf_sandbox_t *sb = new_sandbox(0, 0);
@@ -1105,6 +1138,7 @@ int main(void) {
         cmocka_unit_test(test_time_limit_not_catchable),
         cmocka_unit_test(test_time_limit_message_handler),
         cmocka_unit_test(test_time_limit_nested_calls),
+        cmocka_unit_test(test_time_limit_tail_call),
         cmocka_unit_test(test_no_limits),
         cmocka_unit_test(test_watchdog_stops_runaways),
         cmocka_unit_test(test_watchdog_stale_signals),

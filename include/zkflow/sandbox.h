@@ -31,12 +31,12 @@
  *   otherwise at build time) to the thread running it, whose handler
  *   installs a count hook that stops the call at its next VM instruction.
  *   So a runaway call is stopped within about one tick after its deadline
- *   (timeout_ms 100: by ~125 ms), and a call that ends after its deadline
- *   but before the watchdog notices succeeds. It is wall-clock time, so a
- *   thread kept off the CPU for the whole limit also fails. A C function
- *   that runs long by itself (a pathological string.find pattern,
- *   json.decode of a huge string) cannot be interrupted: the call fails at
- *   the first VM instruction after it returns. The host must leave the
+ *   (timeout_ms 100: by ~125 ms), and a call that returns past its
+ *   deadline fails whatever it returned (a tail call included). It is
+ *   wall-clock time, so a thread kept off the CPU for the whole limit also
+ *   fails. A C function that runs long by itself (a pathological
+ *   string.find pattern, json.decode of a huge string) cannot be
+ *   interrupted: the call fails once it returns. The host must leave the
  *   signal's handler alone and not block the signal on threads that run
  *   calls (each such thread unblocks it on its first call); it is
  *   installed with SA_RESTART, but poll, epoll_wait, nanosleep and the
