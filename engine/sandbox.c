@@ -50,6 +50,17 @@
  *   noise (5.95k, 12.4k). In CPU time the hook dispatch cost less than its
  *   instruction count suggests (~3-5% on the Lua-heavy mapping here).
  *
+ *   The hook only fires between VM instructions, so a C function is on
+ *   its own until it returns; stopping it from outside (a signal handler
+ *   that longjmps out) would leave a malloc lock held or a table half
+ *   rebuilt. So the library functions a script can make run long do
+ *   their work in steps and call zf_sandbox_check_time every few tens of
+ *   microseconds, which raises the limit's error, from a point where
+ *   nothing is half done, once the clock is past the deadline: stoplib.c
+ *   (string patterns, string.rep, table.concat, insert, sort), json.c,
+ *   os.date below. It costs a load of the allocator's userdata, two
+ *   compares and a clock read per check.
+ *
  * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
  *   returns: the hook runs on every instruction and raises the limit's
  *   error each time, so pcall, xpcall or coroutine.resume inside the script
@@ -101,6 +112,7 @@
 #include "zkflow/clock.h"
 #include "zkflow/json.h"
 #include "zkflow/log.h"
+#include "zkflow/stoplib.h"
 
 /* The signal the watchdog sends to a thread running an overdue call.
  * Real-time signals are not used by the daemon or its libraries (main.c
@@ -123,6 +135,9 @@
  * limit plus this many full collections of a state no larger than the
  * memory limit. */
 #define FREE_COLLECTIONS 2
+
+/* os.date: format characters between two looks at the clock. */
+#define DATE_CHARS_PER_CHECK 4096
 
 /* After a memory kill, allocations may go this far past the limit, so that
  * raising and formatting the error itself does not fail. */
@@ -309,6 +324,26 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
     lua_error(L);
 }
 
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+void zf_sandbox_check_time(lua_State *L) {
+    void *ud;
+    if (lua_getallocf(L, &ud) != sandbox_alloc)
+        return; /* not a sandbox's state */
+    zf_sandbox_t *sb = ud;
+    if (sb->depth == 0 || !sb->watched)
+        return;
+    if (!sb->killed) {
+        if (now_ns() < sb->deadline_ns)
+            return;
+        sb->killed = KILL_TIME;
+    }
+    /* As the hook does: every further instruction raises again. */
+    set_hook(sb, HOOK_HOT);
+    lua_pushstring(L, sb->killed == KILL_TIME ? sb->time_msg : sb->mem_msg);
+    lua_error(L);
+}
+
 /* ---- allocator ---------------------------------------------------------- */
 
 /* The slow path of sandbox_alloc: growth that took sb->used past
@@ -485,7 +520,11 @@ static int sandbox_os_date(lua_State *L) {
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
+    size_t n = 0;
     for (const char *p = fmt; *p; p++) {
+        /* A format of millions of conversions runs for seconds. */
+        if (++n % DATE_CHARS_PER_CHECK == 0)
+            zf_sandbox_check_time(L);
         if (*p != '%') {
             luaL_addchar(&b, *p);
             continue;
@@ -636,6 +675,9 @@ static int open_env(lua_State *L) {
     open_lib(L, luaopen_table);
     open_lib(L, luaopen_math);
     open_lib(L, luaopen_bit);
+    /* Library functions the time limit could not stop otherwise. */
+    if (sb->lim.timeout_ms > 0)
+        zf_stoplib_open(L);
     /* The JIT only starts once its library is opened. A limited state keeps
      * it off: count hooks do not fire inside compiled traces. */
     if (sb->limited)

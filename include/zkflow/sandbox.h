@@ -34,13 +34,18 @@
  *   (timeout_ms 100: by ~125 ms), and a call that returns past its
  *   deadline fails whatever it returned (a tail call included). It is
  *   wall-clock time, so a thread kept off the CPU for the whole limit also
- *   fails. A C function that runs long by itself (a pathological
- *   string.find pattern, json.decode of a huge string) cannot be
- *   interrupted: the call fails once it returns. The host must leave the
- *   signal's handler alone and not block the signal on threads that run
- *   calls (each such thread unblocks it on its first call); it is
- *   installed with SA_RESTART, but poll, epoll_wait, nanosleep and the
- *   like may return EINTR on a thread that ran an overdue call.
+ *   fails. A C function is not stopped from outside; those a script can
+ *   make run long look at the clock as they go (zf_sandbox_check_time)
+ *   and raise the limit's error within microseconds of the deadline:
+ *   string.find, match, gmatch, gsub, rep, table.concat, insert, sort
+ *   (stoplib.h), json.decode and encode, os.date. What is left does at
+ *   most one pass over data no larger than the memory limit (string.upper
+ *   of a 28 MB string: ~15 ms here), after which the call fails. The
+ *   host must leave the signal's handler alone and not block the signal
+ *   on threads that run calls (each such thread unblocks it on its first
+ *   call); it is installed with SA_RESTART, but poll, epoll_wait,
+ *   nanosleep and the like may return EINTR on a thread that ran an
+ *   overdue call.
  * - memory: every byte the state allocates counts, including the ~35 KB
  *   of the environment itself; an allocation that would pass the limit is
  *   refused. Not counted: the C stack.
@@ -103,5 +108,16 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
  * calling back) runs under the outer call's deadline, and the outer call
  * reports a limit hit in the inner one. [-(nargs+1), +(nresults|1)] */
 int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc);
+
+/* For C functions a script can call that may run long (stoplib.h, json):
+ * when the current zf_sandbox_pcall of the sandbox owning L is past its
+ * time limit, stop it here with the limit's error, which, as the hook's,
+ * the script cannot catch: every VM instruction after it raises it again,
+ * and zf_sandbox_pcall reports the limit. Otherwise returns. Does nothing
+ * for a state that is not a sandbox's, outside zf_sandbox_pcall, or
+ * without a time limit. A few loads and a clock read (~25 ns): call it
+ * every few tens of microseconds of work, where raising an error is safe
+ * (nothing held that only the C function would release). */
+void zf_sandbox_check_time(lua_State *L);
 
 #endif
