@@ -49,10 +49,17 @@
  * - memory: every byte the state allocates counts, including the ~35 KB
  *   of the environment itself; an allocation that would pass the limit is
  *   refused. Not counted: the C stack.
- * Once a limit is hit, every further VM instruction of the call raises the
- * limit's error again, so pcall, xpcall or coroutine.resume cannot swallow
- * it, and the call fails even if the script returns. The state stays
- * usable: after a memory error it is collected at once.
+ * The collector's work for a call counts against its time limit like
+ * anything else the call does: when LuaJIT's collector falls behind, the
+ * sandbox finishes its cycle in steps, and stops at the deadline like the
+ * rest. Once a limit is hit, every further VM instruction of the call
+ * raises the limit's error again, so pcall, xpcall or coroutine.resume
+ * cannot swallow it, and the call fails even if the script returns. The
+ * state stays usable: after a memory error, what the call left is
+ * collected within its time limit, and what does not fit is collected
+ * first in the next call, within that call's limit (which the next call
+ * may run out of: it then fails with the time limit, and the one after
+ * goes on with the collection).
  * With neither limit set the state runs with the JIT on and no hook.
  *
  * A sandbox is used by one thread at a time; different sandboxes may run
