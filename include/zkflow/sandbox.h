@@ -40,7 +40,7 @@
  *   string.find, match, gmatch, gsub, rep, table.concat, insert, sort
  *   (stoplib.h), json.decode and encode, os.date. What is left does at
  *   most one pass over data no larger than the memory limit (string.upper
- *   of a 28 MB string: ~15 ms here), after which the call fails. The
+ *   of a 28 MB string: ~30 ms here), after which the call fails. The
  *   host must leave the signal's handler alone and not block the signal
  *   on threads that run calls (each such thread unblocks it on its first
  *   call); it is installed with SA_RESTART, but poll, epoll_wait,
