@@ -33,6 +33,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "zkflow/sandbox.h"
+
 #define MAX_DEPTH 1000
 
 /* Members (object) or elements (array) kept on the stack before the table
@@ -49,6 +51,18 @@
  * argument, 2 holds the scratch userdata (or nil). */
 #define SCRATCH_SLOT 2
 
+/* Values (or 1 KB blocks of a string being encoded) between two looks at
+ * the sandbox's clock (zf_sandbox_check_time): tens of MB of JSON take
+ * hundreds of milliseconds, more than the time limit. */
+#define VALUES_PER_CHECK 1024
+
+static inline void count_value(lua_State *L, int *left) {
+    if (--*left < 0) {
+        *left = VALUES_PER_CHECK;
+        zf_sandbox_check_time(L);
+    }
+}
+
 /* ---- decode ------------------------------------------------------------- */
 
 typedef struct dec {
@@ -58,6 +72,7 @@ typedef struct dec {
     int depth;
     char *scratch; /* SCRATCH_SLOT's userdata, for strings with escapes */
     size_t scratch_cap;
+    int left; /* values until the next look at the clock */
 } dec_t;
 
 /* JSON whitespace as lua-cjson sees it. */
@@ -457,6 +472,7 @@ static void parse_array(dec_t *d) {
 
 /* The value at d->p (whitespace skipped). [-0, +1] */
 static void parse_value(dec_t *d) {
+    count_value(d->L, &d->left);
     const char *p = d->p;
     switch (*p) {
     case '"':
@@ -511,7 +527,7 @@ static int json_decode(lua_State *L) {
     if (len >= 2 && (!s[0] || !s[1]))
         luaL_error(L, "JSON parser does not support UTF-16 or UTF-32");
     lua_pushnil(L); /* SCRATCH_SLOT */
-    dec_t d = {.L = L, .data = s, .p = skip_ws(s)};
+    dec_t d = {.L = L, .data = s, .p = skip_ws(s), .left = VALUES_PER_CHECK};
     parse_value(&d);
     d.p = skip_ws(d.p);
     if (*d.p != '\0')
@@ -525,6 +541,7 @@ typedef struct enc {
     lua_State *L;
     char *buf; /* local, or SCRATCH_SLOT's userdata */
     size_t len, cap;
+    int left; /* values until the next look at the clock */
 } enc_t;
 
 /* Make room for n more bytes. */
@@ -572,6 +589,8 @@ static void put_string(enc_t *e, const char *s, size_t len) {
         /* At most 6 bytes per input byte; in blocks, so that a long string
          * does not reserve six times its size at once. */
         size_t n = len < 1024 ? len : 1024;
+        if (n == 1024)
+            count_value(e->L, &e->left);
         char *o = reserve(e, n * 6), *o0 = o;
         for (size_t i = 0; i < n; i++) {
             const char *esc = escapes[(unsigned char)s[i]];
@@ -630,11 +649,14 @@ static void encode_value(enc_t *e, int depth);
 
 /* lua-cjson's test for the table on top: -1 for an object, else the array
  * length (0 for an empty table, which is then written as an object). */
-static int array_length(lua_State *L) {
+static int array_length(enc_t *e) {
+    lua_State *L = e->L;
     int max = 0, items = 0;
     lua_pushnil(L);
     while (lua_next(L, -2)) {
         double k;
+        if (items % 16 == 0)
+            count_value(L, &e->left);
         if (lua_type(L, -2) == LUA_TNUMBER && (k = lua_tonumber(L, -2)) &&
             floor(k) == k && k >= 1) {
             if (k > max)
@@ -658,7 +680,7 @@ static void encode_table(enc_t *e, int depth) {
     lua_State *L = e->L;
     if (++depth > MAX_DEPTH || !lua_checkstack(L, 3))
         luaL_error(L, "Cannot serialise, excessive nesting (%d)", depth);
-    int n = array_length(L);
+    int n = array_length(e);
     if (n > 0) {
         put_char(e, '[');
         for (int i = 1; i <= n; i++) {
@@ -700,6 +722,7 @@ static void encode_table(enc_t *e, int depth) {
 /* The value on top, left there. */
 static void encode_value(enc_t *e, int depth) {
     lua_State *L = e->L;
+    count_value(L, &e->left);
     switch (lua_type(L, -1)) {
     case LUA_TSTRING: {
         size_t len;
@@ -735,7 +758,8 @@ static void encode_value(enc_t *e, int depth) {
 static int json_encode(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected 1 argument");
     char local[2048];
-    enc_t e = {.L = L, .buf = local, .cap = sizeof local};
+    enc_t e = {.L = L, .buf = local, .cap = sizeof local,
+               .left = VALUES_PER_CHECK};
     lua_pushnil(L); /* SCRATCH_SLOT */
     lua_pushvalue(L, 1);
     encode_value(&e, 0);

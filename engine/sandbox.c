@@ -16,7 +16,13 @@
  *   over a third of the limit would be refused while garbage is still
  *   around. So the collector is paced for the limit (pace_gc), and when it
  *   falls behind anyway the allocator asks the hook, the one place where
- *   the collector may run mid-call, for a full collection.
+ *   the collector may run mid-call, for a full collection. It runs in
+ *   LuaJIT's incremental steps and stops at the call's deadline (collect):
+ *   a full collection of a state of tens of MB of small objects takes
+ *   longer than the default time limit, and one that could not be stopped
+ *   (LUA_GCCOLLECT) held the thread for it. What a call that broke the
+ *   memory limit left behind is collected within its time too, and the
+ *   rest first thing in the next call (gc_owed).
  *
  * - Time: with the JIT off (a compiled loop never looks at hooks, so it
  *   could not be stopped; the memory limit needs the hook too, so either
@@ -32,12 +38,15 @@
  *   hook of 1 (lua_sethook, the way LuaJIT's own interpreter stops a script
  *   on SIGINT): the hook, on the next VM instruction, compares the clock
  *   with the deadline itself and kills the call. So a runaway call is
- *   stopped within about one tick after its deadline, and a call that ends
- *   after its deadline but before the watchdog notices succeeds. The
- *   watchdog keeps signalling every tick while the call runs past its
- *   deadline, so a signal that finds the state busy (see below) only delays
- *   the kill by a tick. In LuaJIT the hook belongs to the whole state
- *   (global_State), not to one coroutine, so coroutines are covered too.
+ *   stopped within about one tick after its deadline. A call that returns
+ *   past its deadline fails too, whatever it returned: zf_sandbox_pcall
+ *   looks at the clock once the call is over (the watchdog may not have
+ *   looked yet, and a C function in tail position leaves no instruction
+ *   for the hook). The watchdog keeps signalling every tick while the
+ *   call runs past its deadline, so a signal that finds the state busy
+ *   (see below) only delays the kill by a tick. In LuaJIT the hook
+ *   belongs to the whole state (global_State), not to one coroutine, so
+ *   coroutines are covered too.
  *   What this saves: a resting count hook (the previous design: every 1000
  *   instructions) sends every VM instruction through LuaJIT's hook
  *   dispatch, whatever the count. bench/transform.c, Lua-heavy mapping
@@ -46,6 +55,17 @@
  *   alone: 24.0k); trivial and JSON mappings, few VM instructions: within
  *   noise (5.95k, 12.4k). In CPU time the hook dispatch cost less than its
  *   instruction count suggests (~3-5% on the Lua-heavy mapping here).
+ *
+ *   The hook only fires between VM instructions, so a C function is on
+ *   its own until it returns; stopping it from outside (a signal handler
+ *   that longjmps out) would leave a malloc lock held or a table half
+ *   rebuilt. So the library functions a script can make run long do
+ *   their work in steps and call zf_sandbox_check_time every few tens of
+ *   microseconds, which raises the limit's error, from a point where
+ *   nothing is half done, once the clock is past the deadline: stoplib.c
+ *   (string patterns, string.rep, table.concat, insert, sort), json.c,
+ *   os.date below. It costs a load of the allocator's userdata, two
+ *   compares and a clock read per check.
  *
  * - Once a limit is hit, the sandbox is "killed" until zf_sandbox_pcall
  *   returns: the hook runs on every instruction and raises the limit's
@@ -98,6 +118,7 @@
 #include "zkflow/clock.h"
 #include "zkflow/json.h"
 #include "zkflow/log.h"
+#include "zkflow/stoplib.h"
 
 /* The signal the watchdog sends to a thread running an overdue call.
  * Real-time signals are not used by the daemon or its libraries (main.c
@@ -115,11 +136,12 @@
 #define TICK_MIN_NS 1000000
 #define TICK_MAX_NS 25000000
 
-/* Collections the hook runs for the memory limit whose time a call is not
- * charged for; any further ones count. Bounds a call's wall time to its
- * limit plus this many full collections of a state no larger than the
- * memory limit. */
-#define FREE_COLLECTIONS 2
+/* While the collector runs for the sandbox, it looks at the clock every
+ * this many of LuaJIT's incremental steps (each a few microseconds). */
+#define GC_STEPS_PER_CHECK 4
+
+/* os.date: format characters between two looks at the clock. */
+#define DATE_CHARS_PER_CHECK 4096
 
 /* After a memory kill, allocations may go this far past the limit, so that
  * raising and formatting the error itself does not fail. */
@@ -152,7 +174,12 @@ struct zf_sandbox {
     lua_Alloc base_alloc; /* LuaJIT's allocator, which does the work */
     void *base_ud;
     int gc_wanted;       /* the allocator asked the hook to collect */
-    int free_collections; /* left in this call that do not count as time */
+    int gc_cycles;       /* cycle ends the collection under way still
+                            waits for (collect()); 0: none under way */
+    size_t gc_before;    /* used when it started */
+    int gc_owed;         /* collections still owed after a memory kill
+                            (collect_left_over): the next call does them
+                            first */
 
     /* The current call. */
     int depth;           /* zf_sandbox_pcall nesting; limits apply if > 0 */
@@ -251,14 +278,74 @@ static void pace_gc(zf_sandbox_t *sb) {
     sb->check_above = sb->depth > 0 ? sb->gc_trigger : SIZE_MAX;
 }
 
-/* A full collection for the memory limit, paced before (the collection
- * sets LuaJIT's next threshold from the pause) and after (from what is
- * live). Only where the collector may run: the hook, or outside calls. */
-static void collect(zf_sandbox_t *sb) {
-    pace_gc(sb);
-    lua_gc(sb->L, LUA_GCCOLLECT, 0);
+/* A full collection for the memory limit: what LUA_GCCOLLECT does (the
+ * cycle under way finished, then one whole cycle), but in LuaJIT's
+ * incremental steps, so that it can stop at `deadline` (CLOCK_MONOTONIC
+ * ns, 0 for none). LUA_GCCOLLECT cannot be stopped, and takes ~1-2 ms per
+ * MB of small objects here (60-140 ms for a 62 MB state of small tables);
+ * the longest single step measured in that state was 4 ms, and 20 ms with
+ * 4 MB strings being collected. Paced before (the end of a cycle sets
+ * LuaJIT's next threshold from the pause) and after (from what is live).
+ * Returns 0 when done, -1 when out of time: the work done stays done, and
+ * the next collection goes on from there. Only where the collector may
+ * run: the hook, or outside calls. */
+static int collect(zf_sandbox_t *sb, int64_t deadline) {
+    if (sb->gc_cycles == 0) {
+        pace_gc(sb);
+        sb->gc_cycles = 2;
+        sb->gc_before = sb->used;
+    }
+    for (int steps = 0; sb->gc_cycles > 0; steps++) {
+        if (deadline && steps % GC_STEPS_PER_CHECK == 0 &&
+            now_ns() >= deadline)
+            return -1;
+        sb->gc_cycles -= lua_gc(sb->L, LUA_GCSTEP, 0);
+    }
     sync_used(sb);
     pace_gc(sb);
+    return 0;
+}
+
+/* The collections after a memory kill, which free what the call left
+ * behind. A collection only halves LuaJIT's scratch buffer (which a string
+ * bomb leaves large), so go on while collecting still pays. Until
+ * `deadline` as collect(); returns 0 or -1 likewise. */
+static int collect_left_over(zf_sandbox_t *sb, int64_t deadline) {
+    while (sb->gc_owed > 0) {
+        if (collect(sb, deadline) != 0)
+            return -1;
+        sb->gc_owed--;
+        if (sb->used > sb->gc_before - sb->gc_before / 8)
+            sb->gc_owed = 0;
+    }
+    return 0;
+}
+
+typedef struct collect_job {
+    zf_sandbox_t *sb;
+    int64_t deadline;
+    int rc;
+} collect_job_t;
+
+/* collect_left_over for lua_cpcall, whose argument is a collect_job_t.
+ * [-0, +0] */
+static int collect_left_over_cp(lua_State *L) {
+    collect_job_t *job = lua_touserdata(L, 1);
+    job->rc = collect_left_over(job->sb, job->deadline);
+    return 0;
+}
+
+/* Outside a call: collect_left_over under lua_cpcall (the collector may
+ * not raise outside a protected call). Returns 0 when done (or the
+ * collector failed: then it is not tried again), -1 when `deadline` came
+ * first: the rest stays owed. */
+static int pay_gc_owed(zf_sandbox_t *sb, int64_t deadline) {
+    collect_job_t job = {sb, deadline, 0};
+    if (lua_cpcall(sb->L, collect_left_over_cp, &job) != 0) {
+        lua_pop(sb->L, 1);
+        sb->gc_owed = 0;
+    }
+    return job.rc;
 }
 
 static zf_sandbox_t *sandbox_of(lua_State *L) {
@@ -278,19 +365,12 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
         return;
     }
     if (!sb->killed && sb->gc_wanted) {
-        /* Not the script's time, up to FREE_COLLECTIONS per call: with a
-         * large live set a full collection can take longer than the limit
-         * (a 22 MB state: 50-75 ms here, 230 ms with 30 MB of garbage),
-         * and would fail a well-behaved call. */
-        int64_t t0 = now_ns();
+        /* The call's time, as everything the thread does for it: with a
+         * large live set the collection can take a good part of the limit
+         * (collect()), and a call that runs out of time in it fails. */
         sb->gc_wanted = 0;
-        collect(sb);
-        if (sb->free_collections > 0) {
-            sb->free_collections--;
-            sb->deadline_ns += now_ns() - t0;
-            atomic_store_explicit(&sb->wd_deadline, sb->deadline_ns,
-                                  memory_order_relaxed);
-        }
+        if (collect(sb, sb->watched ? sb->deadline_ns : 0) != 0)
+            sb->killed = KILL_TIME;
     }
     /* Also when the watchdog's signal installed the hook: it only says
      * "look now"; the call's own deadline decides. */
@@ -301,6 +381,26 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
         return;
     }
     /* From now on every instruction raises again: see the top comment. */
+    set_hook(sb, HOOK_HOT);
+    lua_pushstring(L, sb->killed == KILL_TIME ? sb->time_msg : sb->mem_msg);
+    lua_error(L);
+}
+
+static void *sandbox_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+void zf_sandbox_check_time(lua_State *L) {
+    void *ud;
+    if (lua_getallocf(L, &ud) != sandbox_alloc)
+        return; /* not a sandbox's state */
+    zf_sandbox_t *sb = ud;
+    if (sb->depth == 0 || !sb->watched)
+        return;
+    if (!sb->killed) {
+        if (now_ns() < sb->deadline_ns)
+            return;
+        sb->killed = KILL_TIME;
+    }
+    /* As the hook does: every further instruction raises again. */
     set_hook(sb, HOOK_HOT);
     lua_pushstring(L, sb->killed == KILL_TIME ? sb->time_msg : sb->mem_msg);
     lua_error(L);
@@ -482,7 +582,11 @@ static int sandbox_os_date(lua_State *L) {
     }
     luaL_Buffer b;
     luaL_buffinit(L, &b);
+    size_t n = 0;
     for (const char *p = fmt; *p; p++) {
+        /* A format of millions of conversions runs for seconds. */
+        if (++n % DATE_CHARS_PER_CHECK == 0)
+            zf_sandbox_check_time(L);
         if (*p != '%') {
             luaL_addchar(&b, *p);
             continue;
@@ -633,6 +737,9 @@ static int open_env(lua_State *L) {
     open_lib(L, luaopen_table);
     open_lib(L, luaopen_math);
     open_lib(L, luaopen_bit);
+    /* Library functions the time limit could not stop otherwise. */
+    if (sb->lim.timeout_ms > 0)
+        zf_stoplib_open(L);
     /* The JIT only starts once its library is opened. A limited state keeps
      * it off: count hooks do not fire inside compiled traces. */
     if (sb->limited)
@@ -1001,12 +1108,6 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
     return luaL_loadbufferx(sb->L, src, len, chunkname, "t");
 }
 
-/* lua_gc(COLLECT) for lua_cpcall. [-0, +0] */
-static int collect_cp(lua_State *L) {
-    lua_gc(L, LUA_GCCOLLECT, 0);
-    return 0;
-}
-
 /* Push the error for a limit: `msg` passed through the message handler at
  * `errfunc` (0 for none), as lua_pcall would have. The handler is the
  * host's; it runs with the limits off. [-0, +1] */
@@ -1048,20 +1149,10 @@ static int finish_kill(zf_sandbox_t *sb, int status, int base, int errfunc) {
     sb->gc_wanted = 0;
     set_hook(sb, HOOK_OFF);
     if (why == KILL_MEMORY) {
-        /* Free what the script left behind now, not in the next call.
-         * A collection only halves LuaJIT's scratch buffer (which a string
-         * bomb leaves large), so go on while collecting still pays. */
-        for (int i = 0; i < 8; i++) {
-            size_t before = sb->used;
-            if (lua_cpcall(L, collect_cp, NULL) != 0) {
-                lua_pop(L, 1);
-                break;
-            }
-            sync_used(sb);
-            if (sb->used > before - before / 8)
-                break;
-        }
-        pace_gc(sb);
+        /* Free what the script left behind, within the call's time; what
+         * does not fit is owed, and the next call pays it first. */
+        sb->gc_owed = 8;
+        pay_gc_owed(sb, sb->watched ? sb->deadline_ns : 0);
     }
     return why == KILL_MEMORY ? LUA_ERRMEM : LUA_ERRRUN;
 }
@@ -1085,14 +1176,27 @@ int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
         sb->deadline_ns = now_ns() + (int64_t)sb->lim.timeout_ms * 1000000;
         call_begin(sb);
     }
+    if (sb->gc_owed &&
+        pay_gc_owed(sb, sb->watched ? sb->deadline_ns : 0) != 0) {
+        /* Out of time before the script could start. */
+        call_end(sb); /* watched: without a deadline it always ends */
+        lua_settop(L, base);
+        push_limit_error(L, sb->time_msg, errfunc);
+        return LUA_ERRRUN;
+    }
     sb->depth = 1;
-    sb->free_collections = FREE_COLLECTIONS;
     sb->check_above = sb->gc_trigger;
     int status = lua_pcall(L, nargs, nresults, errfunc);
     sb->depth = 0;
     sb->check_above = SIZE_MAX;
-    if (sb->watched)
+    if (sb->watched) {
         call_end(sb);
+        /* Past its deadline, the call fails whatever it returned: the
+         * watchdog may not have looked yet, or the time went in a C
+         * function with no VM instruction after it (a tail call). */
+        if (!sb->killed && now_ns() >= sb->deadline_ns)
+            sb->killed = KILL_TIME;
+    }
     if (sb->killed)
         return finish_kill(sb, status, base, errfunc);
     /* A collection asked for with no instruction after it, or the

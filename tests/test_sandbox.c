@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
+#include <valgrind/valgrind.h>
 
 #include "helpers.h"
 #include "zkflow/sandbox.h"
@@ -760,6 +761,39 @@ static void test_time_limit_nested_calls(void **state) {
     zf_sandbox_destroy(nested_sb);
 }
 
+/* A call whose time went in a C function in tail position, with no VM
+ * instruction after it for the hook, fails all the same (it used to return
+ * the function's result as if nothing had happened), also when pcall
+ * swallowed the error. */
+static void test_time_limit_tail_call(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(5, 256 * MB);
+    lua_State *L = zf_sandbox_lua(sb);
+    /* 48 MB: string.upper takes ~30 ms on it here. */
+    size_t len = 48 * MB;
+    char *big = malloc(len);
+    assert_non_null(big);
+    memset(big, 'x', len);
+    lua_pushlstring(L, big, len);
+    free(big);
+    lua_setglobal(L, "S");
+    static const char *const srcs[] = {
+        "return string.upper(S)",
+        "return pcall(string.upper, S)",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        int rc = run(sb, srcs[i]);
+        const char *msg = lua_tostring(L, -1);
+        if (rc != LUA_ERRRUN || !msg ||
+            !strstr(msg, "time limit of 5 ms exceeded"))
+            fail_msg("'%s': expected the time limit, got %d: %.60s", srcs[i],
+                     rc, msg ? msg : luaL_typename(L, -1));
+        lua_settop(L, 0);
+    }
+    assert_string_equal(eval(sb, "return #S"), "number");
+    zf_sandbox_destroy(sb);
+}
+
 static void test_no_limits(void **state) {
     (void)state;
     zf_sandbox_t *sb = new_sandbox(0, 0);
@@ -929,6 +963,187 @@ static void test_watchdog_threads_and_free(void **state) {
         if (w[i].failure[0])
             fail_msg("worker %d: %s", i, w[i].failure);
     }
+}
+
+/* ---- C functions that run long ------------------------------------------- */
+
+/* Under valgrind everything runs ~50 times slower: inputs are made this
+ * many times smaller (they still take far longer than the limit there),
+ * and a stopped call may end later. */
+static int valgrind_scale(void) { return RUNNING_ON_VALGRIND ? 16 : 1; }
+
+/* How long after its limit a stopped call may end here: the watchdog's
+ * tick (a quarter of the limit) and a machine busy with other work. Each
+ * source below ran for 0.5 s or more (seconds to hours for most) with
+ * LuaJIT's own functions, with nothing to stop them. */
+static int64_t late_ms(void) { return RUNNING_ON_VALGRIND ? 3000 : 100; }
+
+/* Run src: it must fail with the time limit's error within late_ms() of
+ * the limit, and the state must work afterwards. */
+static void expect_stopped_in_time(zf_sandbox_t *sb, int limit_ms,
+                                   const char *src) {
+    char want[64];
+    snprintf(want, sizeof want, "time limit of %d ms exceeded", limit_ms);
+    int64_t t0 = now_ms();
+    int rc = run(sb, src);
+    int64_t took = now_ms() - t0;
+    lua_State *L = zf_sandbox_lua(sb);
+    const char *msg = lua_tostring(L, -1);
+    if (rc != LUA_ERRRUN || !msg || !strstr(msg, want))
+        fail_msg("'%.80s': expected the time limit, got %d: %.200s", src, rc,
+                 msg ? msg : luaL_typename(L, -1));
+    if (took > limit_ms + late_ms())
+        fail_msg("'%.80s': stopped after %lld ms (limit %d ms)", src,
+                 (long long)took, limit_ms);
+    lua_settop(L, 0);
+    assert_string_equal(eval(sb, "return 'alive'"), "alive");
+}
+
+/* Patterns whose backtracking takes exponential time, the same through
+ * every function that matches, a tail call, a pcall and a method call;
+ * string.find's plain search, quadratic here; table.insert at a position
+ * that LuaJIT turns into -2^31 (2^31 moves); os.date with millions of
+ * conversions. With LuaJIT's own functions, under this 50 ms limit: the
+ * patterns 13-30 s each (and no error at all for the tail call and the
+ * pcall), the gsub over a minute, the plain search 7-13 s, table.insert
+ * 13-14 s, os.date 0.3-0.5 s. */
+static void test_time_limit_slow_c_functions(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(test_limits.timeout_ms, 64 * MB);
+    static const char *const srcs[] = {
+        "string.find(string.rep('a', 70), '.-.-.-.-.-.-b')",
+        "return string.find(string.rep('a', 70), '.-.-.-.-.-.-b')",
+        "return string.match(string.rep('a', 70), '.-.-.-.-.-.-b')",
+        "for m in string.gmatch(string.rep('a', 70), '.-.-.-.-.-.-b') do end",
+        "return string.gsub(string.rep('a', 300), '(.-)(.-)(.-)(.-)b', '%1')",
+        "return pcall(string.find, string.rep('a', 70), '.-.-.-.-.-.-b')",
+        "local s = string.rep('a', 70) return s:find('.-.-.-.-.-.-b')",
+        "return string.find(string.rep('a', 4e6), string.rep('a', 1e5) .. "
+        "'b', 1, true)",
+        "table.insert({}, 1e10, 1)",
+        "return #os.date(string.rep('%Y', 3e6))",
+    };
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++)
+        expect_stopped_in_time(sb, test_limits.timeout_ms, srcs[i]);
+    zf_sandbox_destroy(sb);
+}
+
+/* Set global `name` to an array of n numbers, from C (no time limit). */
+static void set_number_array(lua_State *L, const char *name, int n) {
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_pushnumber(L, (double)((int64_t)i * 7919 % 4000037));
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, name);
+}
+
+/* Set global `name` to a JSON array of n objects, from C. */
+static void set_json_text(lua_State *L, const char *name, int n) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '[');
+    for (int i = 0; i < n; i++) {
+        char obj[128];
+        snprintf(obj, sizeof obj,
+                 "%s{\"id\":\"dev-%d\",\"n\":%d,\"ok\":true,\"tags\":[\"a\","
+                 "\"b\"]}",
+                 i ? "," : "", i, i);
+        luaL_addstring(&b, obj);
+    }
+    luaL_addchar(&b, ']');
+    luaL_pushresult(&b);
+    lua_setglobal(L, name);
+}
+
+/* Work that grows with the data, on data as large as a big memory limit
+ * allows: LuaJIT's own table.sort took 5 s here, table.concat 0.55 s,
+ * json.encode 0.6 s, json.decode (28 MB) 0.7 s, string.rep (200 MB)
+ * 0.7 s. */
+static void test_time_limit_big_data(void **state) {
+    (void)state;
+    zf_sandbox_t *sb = new_sandbox(test_limits.timeout_ms, 512 * MB);
+    lua_State *L = zf_sandbox_lua(sb);
+    int scale = valgrind_scale();
+    set_number_array(L, "T", 8000000 / scale);
+    set_json_text(L, "J", 500000 / scale);
+    /* Not scaled: copying runs at about the same speed under valgrind. */
+    lua_pushinteger(L, 100000000);
+    lua_setglobal(L, "N");
+    static const char *const srcs[] = {
+        "table.sort(T)",
+        "return table.concat(T, ',')",
+        "return require('json').encode(T)",
+        "return require('json').decode(J)",
+        "return string.rep('ab', N)",
+    };
+    for (size_t i = 0; i < sizeof srcs / sizeof srcs[0]; i++)
+        expect_stopped_in_time(sb, test_limits.timeout_ms, srcs[i]);
+    zf_sandbox_destroy(sb);
+}
+
+/* Set global `name` to an array of n small tables, from C. */
+static void set_table_array(lua_State *L, const char *name, int n) {
+    lua_createtable(L, n, 0);
+    for (int i = 1; i <= n; i++) {
+        lua_createtable(L, 1, 0);
+        lua_pushinteger(L, i);
+        lua_rawseti(L, -2, 1);
+        lua_rawseti(L, -2, i);
+    }
+    lua_setglobal(L, name);
+}
+
+/* Run src; it must end within late_ms() of the limit. Returns its status
+ * (the message, if any, on the stack). */
+static int run_in_time(zf_sandbox_t *sb, int limit_ms, const char *src) {
+    int64_t t0 = now_ms();
+    int rc = run(sb, src);
+    int64_t took = now_ms() - t0;
+    if (took > limit_ms + late_ms())
+        fail_msg("'%.80s': took %lld ms (limit %d ms): %s", src,
+                 (long long)took, limit_ms,
+                 lua_tostring(zf_sandbox_lua(sb), -1));
+    return rc;
+}
+
+/* The collector's work counts as the call's time: a state holding much
+ * live data cannot make a call run past its limit, neither through the
+ * collections the sandbox asks for when LuaJIT's collector falls behind
+ * (here ~150 ms each for 200 MB of small tables; there were up to two per
+ * call that did not count, so calls ran for 190-210 ms under a 50 ms
+ * limit), nor through those that free what a call that broke the memory
+ * limit left behind (one such, ~150 ms, after the call). What does not fit
+ * in the failed call is done first in the next ones, within their time:
+ * they may fail, until it is done. */
+static void test_time_limit_collector(void **state) {
+    (void)state;
+    int scale = valgrind_scale(), limit = test_limits.timeout_ms;
+    zf_sandbox_t *sb = new_sandbox(limit, 256 * MB / scale);
+    lua_State *L = zf_sandbox_lua(sb);
+    set_table_array(L, "T", 2400000 / scale);
+    lua_pushinteger(L, 60 * MB / scale);
+    lua_setglobal(L, "BOMB");
+    for (int round = 0; round < 3; round++) {
+        /* Garbage as fast as the script can make it. */
+        int rc = run_in_time(sb, limit,
+                             "local t = {}\n"
+                             "for i = 1, 1e9 do t[i % 1000 + 1] = {i} end");
+        assert_true(rc == LUA_ERRRUN || rc == LUA_ERRMEM);
+        /* More than the room left, at once. */
+        rc = run_in_time(sb, limit, "local s = string.rep('x', BOMB)");
+        assert_true(rc == LUA_ERRRUN || rc == LUA_ERRMEM);
+        int ok = 0;
+        for (int i = 0; i < 20 && !ok; i++) {
+            rc = run_in_time(sb, limit, "return #T");
+            if (rc != 0)
+                assert_non_null(strstr(lua_tostring(L, -1), "time limit"));
+            ok = rc == 0;
+        }
+        assert_true(ok);
+        lua_settop(L, 0);
+    }
+    zf_sandbox_destroy(sb);
 }
 
 /* ---- memory limit ------------------------------------------------------- */
@@ -1105,11 +1320,15 @@ int main(void) {
         cmocka_unit_test(test_time_limit_not_catchable),
         cmocka_unit_test(test_time_limit_message_handler),
         cmocka_unit_test(test_time_limit_nested_calls),
+        cmocka_unit_test(test_time_limit_tail_call),
         cmocka_unit_test(test_no_limits),
         cmocka_unit_test(test_watchdog_stops_runaways),
         cmocka_unit_test(test_watchdog_stale_signals),
         cmocka_unit_test(test_watchdog_two_sandboxes),
         cmocka_unit_test(test_watchdog_threads_and_free),
+        cmocka_unit_test(test_time_limit_slow_c_functions),
+        cmocka_unit_test(test_time_limit_big_data),
+        cmocka_unit_test(test_time_limit_collector),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_memory_limit_with_time_limit),
         cmocka_unit_test(test_memory_limit_not_catchable),

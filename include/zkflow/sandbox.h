@@ -31,23 +31,35 @@
  *   otherwise at build time) to the thread running it, whose handler
  *   installs a count hook that stops the call at its next VM instruction.
  *   So a runaway call is stopped within about one tick after its deadline
- *   (timeout_ms 100: by ~125 ms), and a call that ends after its deadline
- *   but before the watchdog notices succeeds. It is wall-clock time, so a
- *   thread kept off the CPU for the whole limit also fails. A C function
- *   that runs long by itself (a pathological string.find pattern,
- *   json.decode of a huge string) cannot be interrupted: the call fails at
- *   the first VM instruction after it returns. The host must leave the
- *   signal's handler alone and not block the signal on threads that run
- *   calls (each such thread unblocks it on its first call); it is
- *   installed with SA_RESTART, but poll, epoll_wait, nanosleep and the
- *   like may return EINTR on a thread that ran an overdue call.
+ *   (timeout_ms 100: by ~125 ms), and a call that returns past its
+ *   deadline fails whatever it returned (a tail call included). It is
+ *   wall-clock time, so a thread kept off the CPU for the whole limit also
+ *   fails. A C function is not stopped from outside; those a script can
+ *   make run long look at the clock as they go (zf_sandbox_check_time)
+ *   and raise the limit's error within microseconds of the deadline:
+ *   string.find, match, gmatch, gsub, rep, table.concat, insert, sort
+ *   (stoplib.h), json.decode and encode, os.date. What is left does at
+ *   most one pass over data no larger than the memory limit (string.upper
+ *   of a 28 MB string: ~30 ms here), after which the call fails. The
+ *   host must leave the signal's handler alone and not block the signal
+ *   on threads that run calls (each such thread unblocks it on its first
+ *   call); it is installed with SA_RESTART, but poll, epoll_wait,
+ *   nanosleep and the like may return EINTR on a thread that ran an
+ *   overdue call.
  * - memory: every byte the state allocates counts, including the ~35 KB
  *   of the environment itself; an allocation that would pass the limit is
  *   refused. Not counted: the C stack.
- * Once a limit is hit, every further VM instruction of the call raises the
- * limit's error again, so pcall, xpcall or coroutine.resume cannot swallow
- * it, and the call fails even if the script returns. The state stays
- * usable: after a memory error it is collected at once.
+ * The collector's work for a call counts against its time limit like
+ * anything else the call does: when LuaJIT's collector falls behind, the
+ * sandbox finishes its cycle in steps, and stops at the deadline like the
+ * rest. Once a limit is hit, every further VM instruction of the call
+ * raises the limit's error again, so pcall, xpcall or coroutine.resume
+ * cannot swallow it, and the call fails even if the script returns. The
+ * state stays usable: after a memory error, what the call left is
+ * collected within its time limit, and what does not fit is collected
+ * first in the next call, within that call's limit (which the next call
+ * may run out of: it then fails with the time limit, and the one after
+ * goes on with the collection).
  * With neither limit set the state runs with the JIT on and no hook.
  *
  * A sandbox is used by one thread at a time; different sandboxes may run
@@ -103,5 +115,16 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
  * calling back) runs under the outer call's deadline, and the outer call
  * reports a limit hit in the inner one. [-(nargs+1), +(nresults|1)] */
 int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc);
+
+/* For C functions a script can call that may run long (stoplib.h, json):
+ * when the current zf_sandbox_pcall of the sandbox owning L is past its
+ * time limit, stop it here with the limit's error, which, as the hook's,
+ * the script cannot catch: every VM instruction after it raises it again,
+ * and zf_sandbox_pcall reports the limit. Otherwise returns. Does nothing
+ * for a state that is not a sandbox's, outside zf_sandbox_pcall, or
+ * without a time limit. A few loads and a clock read (~25 ns): call it
+ * every few tens of microseconds of work, where raising an error is safe
+ * (nothing held that only the C function would release). */
+void zf_sandbox_check_time(lua_State *L);
 
 #endif
