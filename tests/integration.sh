@@ -543,6 +543,24 @@ LUA
     expect_tree "$root" "$WORK/expected"
 }
 
+# `make demo` (scripts/demo.sh) against the services these tests use, on
+# whatever ports they were given: examples/quickstart.ini takes ZK_PORT and
+# KAFKA_PORT from the environment, as scripts/services.sh does. (The demo's
+# own topic, group and root, as `make demo` leaves them.)
+test_demo_on_the_services_ports() {
+    scripts/demo.sh >"$WORK/out" 2>"$WORK/log"
+    expect_exit 0 $? || { tail -5 "$WORK/out"; return 1; }
+    expect_log "connected to $ZK " || return 1
+    # The ten events leave four devices (json.encode's key order varies).
+    awk -F'\t' '$1 ~ /^\/zkflow-demo\/devices\// {
+        match($2, /"status":"[^"]*"/); st = substr($2, RSTART + 10, RLENGTH - 11)
+        match($2, /"site":"[^"]*"/); si = substr($2, RSTART + 8, RLENGTH - 9)
+        print $1, st, si }' "$WORK/out" >"$WORK/actual"
+    printf '/zkflow-demo/devices/%s\n' "d-1 online berlin" "d-2 offline lisbon" \
+        "d-4 degraded turin" "d-5 online porto" >"$WORK/expected"
+    diff -u "$WORK/expected" "$WORK/actual" || fail "the demo printed another tree: $(tail -8 "$WORK/out")"
+}
+
 # A second run resumes where the first ended: with at_least_once from the
 # offsets committed to Kafka, with exactly_once from the positions in
 # ZooKeeper.
