@@ -62,8 +62,12 @@ MISSING=0 DUPS=0 UNEXPECTED=0 RECORDS=0
 
 cleanup() {
     local pid
+    [ -z "${STREAM_STOP:-}" ] || touch "$STREAM_STOP"
     for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null
+        # Only a process still ours: the pid of one that ended may be
+        # another's by now (pids come round again within minutes).
+        [ "$(awk '{ print $4 }' "/proc/$pid/stat" 2>/dev/null)" = $$ ] &&
+            kill -KILL "$pid" 2>/dev/null
     done
     # A scenario stopped half-way must not leave ZooKeeper frozen.
     [ -f "$ZK_PIDFILE" ] && kill -CONT "$(cat "$ZK_PIDFILE")" 2>/dev/null
@@ -113,10 +117,10 @@ config() {
 # however long that takes on this machine. Sets PRODUCER to its pid.
 stream() {
     local t=$1 per=$2
-    rm -f "$WORK/stream.stop"
+    STREAM_STOP=$WORK/$t.stop
     (
         b=0
-        until [ -e "$WORK/stream.stop" ]; do
+        until [ -e "$STREAM_STOP" ] || [ ! -d "$WORK" ]; do
             awk -v s=$((b * per)) -v n="$per" \
                 'BEGIN { for (i = s; i < s + n; i++) printf "k%d\t%d\n", i % 101, i }'
             b=$((b + 1))
@@ -129,7 +133,7 @@ stream() {
 
 # stop_stream: end the stream and wait for the producer.
 stop_stream() {
-    touch "$WORK/stream.stop"
+    touch "$STREAM_STOP"
     wait "$PRODUCER"
 }
 
@@ -544,6 +548,7 @@ for t in "${tests[@]}"; do
         echo "    (zkflow logs: /tmp/zkflow-faults-$t/)"
     fi
     rm -f "$WORK"/*.log
+    [ -z "${STREAM_STOP:-}" ] || touch "$STREAM_STOP" # a stream a failed scenario left
     summary+=("$(printf '%-40s %-6s records=%-6s missing=%-5s duplicates=%s' \
         "$t" "$result" "$RECORDS" "$MISSING" "$DUPS")")
 done

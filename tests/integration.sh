@@ -17,7 +17,8 @@ ZK=127.0.0.1:${ZK_PORT:-2181}
 RUN=it$(date +%s)$$
 ZK_PIDFILE=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
 WORK=$(mktemp -d /tmp/zkflow-it.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+WATCHDOGS=()
+trap 'end_watchdogs; rm -rf "$WORK"' EXIT
 
 passed=0 failed=0 failures=()
 
@@ -53,11 +54,33 @@ config() {
 # zkflow_bg ARGS...: start zkflow in the background, stderr to $WORK/log
 # (or to $BG_LOG), its pid in $BG; killed after 300 s if still running.
 # Unlike timeout(1), which forwards only some signals, and once, signals
-# sent to $BG reach zkflow itself.
+# sent to $BG reach zkflow itself. The watchdog kills $BG only if it is
+# still that process (same start time): by then its pid may be another's,
+# as pids come round again within minutes on a busy machine. It holds none
+# of this script's output open, so that a pipe reading it ends with the
+# script, and it ends with the script.
 zkflow_bg() {
     "$ZKFLOW" "$@" 2>"${BG_LOG:-$WORK/log}" &
     BG=$!
-    ( sleep 300; kill -9 $BG ) 2>/dev/null &
+    local started
+    started=$(started_at $BG)
+    ( exec >/dev/null 2>&1
+      trap 'kill $sleeper; exit' TERM
+      sleep 300 & sleeper=$!
+      wait $sleeper
+      [ -n "$started" ] && [ "$(started_at $BG)" = "$started" ] && kill -9 $BG ) &
+    WATCHDOGS+=("$! $(started_at $!)")
+}
+
+# started_at PID: when the process started (clock ticks since boot), which
+# with its pid tells it from a later process given the same pid.
+started_at() { awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null; }
+
+end_watchdogs() {
+    local w
+    for w in "${WATCHDOGS[@]}"; do
+        [ "$(started_at "${w% *}")" = "${w#* }" ] && kill "${w% *}" 2>/dev/null
+    done
 }
 
 # zkflow ARGS...: run with a time limit; stderr saved to $WORK/log
@@ -74,14 +97,16 @@ keyed() {
 }
 
 # stream TOPIC KEYS [PER]: produce records as `keyed` does (from 0), PER
-# (default 100) every 0.1 s, in the background until stop_stream. A test
-# that needs zkflow to be busy when something happens keeps records coming
-# until it did, instead of guessing how many would last long enough.
+# (default 100) every 0.1 s, in the background until stop_stream (or the
+# end of the test). A test that needs zkflow to be busy when something
+# happens keeps records coming until it did, instead of guessing how many
+# would last long enough.
 stream() {
-    rm -f "$WORK/stream.stop" "$WORK/stream.n"
+    STREAMS=$((${STREAMS:-0} + 1))
+    STREAM_TAG=$WORK/stream.$STREAMS
     {
         local i=0 per=${3:-100}
-        while [ ! -e "$WORK/stream.stop" ]; do
+        while [ ! -e "$STREAM_TAG.stop" ] && [ -d "$WORK" ]; do
             awk -v s=$i -v n="$per" -v k="$2" \
                 'BEGIN { for (i = s; i < s + n; i++) printf "k%d\t%d\n", i % k, i }'
             i=$((i + per))
@@ -90,7 +115,7 @@ stream() {
         # One more batch, produced after the stop was asked for.
         awk -v s=$i -v n="$per" -v k="$2" \
             'BEGIN { for (i = s; i < s + n; i++) printf "k%d\t%d\n", i % k, i }'
-        echo $((i + per)) >"$WORK/stream.n"
+        { echo $((i + per)) >"$STREAM_TAG.n"; } 2>/dev/null # ($WORK gone: the run ended)
     } | produce "$1" &
     STREAM=$!
 }
@@ -98,9 +123,9 @@ stream() {
 # stop_stream: end the stream once one more batch is out; sets STREAMED to
 # the number of records it produced (0 .. STREAMED - 1).
 stop_stream() {
-    touch "$WORK/stream.stop"
+    touch "$STREAM_TAG.stop"
     wait "$STREAM" || fail "the producer failed" || return 1
-    STREAMED=$(cat "$WORK/stream.n")
+    STREAMED=$(cat "$STREAM_TAG.n")
 }
 
 # last_per_key ROOT N KEYS [SUFFIX]: write to $WORK/expected the tree
@@ -1472,6 +1497,7 @@ for t in "${tests[@]}"; do
         cp "$WORK/log" "/tmp/zkflow-it-$t.log" 2>/dev/null &&
             echo "    (its last zkflow log: /tmp/zkflow-it-$t.log)"
     fi
+    [ -z "${STREAM_TAG:-}" ] || touch "$STREAM_TAG.stop" # a stream a failed test left
 done
 "$ZKTREE" --delete "$ZK" "/$RUN" || true
 [ $failed -eq 0 ] || printf 'failed: %s\n' "${failures[@]}"
