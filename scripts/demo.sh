@@ -3,11 +3,14 @@
 # Starts ZooKeeper and Kafka, creates the topic "devices", produces the sample
 # device events in examples/quickstart.records, runs zkflow on
 # examples/quickstart.ini until it has caught up, and prints the znode tree.
+# ZK_PORT and KAFKA_PORT move the services (scripts/services.sh); the
+# quickstart config takes them from the environment too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-KAFKA=127.0.0.1:${KAFKA_PORT:-9092}
-ZK=127.0.0.1:${ZK_PORT:-2181}
+export ZK_PORT=${ZK_PORT:-2181} KAFKA_PORT=${KAFKA_PORT:-9092}
+KAFKA=127.0.0.1:$KAFKA_PORT
+ZK=127.0.0.1:$ZK_PORT
 
 scripts/services.sh start
 scripts/services.sh topic devices 3

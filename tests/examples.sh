@@ -136,6 +136,13 @@ expected 4 result(s), got 3
     rm "$tmp/t.records.jsonl"
     out=$("$ZKFLOW" check -c "$tmp/c.ini" 2>&1); rc=$?
     check "check: expected results without records" 2 "expected results without records" $rc "$out"
+
+    # The config of `make demo`: valid as it is, and with the services'
+    # ports moved (it takes ZK_PORT and KAFKA_PORT from the environment).
+    out=$(env -u ZK_PORT -u KAFKA_PORT "$ZKFLOW" check -c examples/quickstart.ini 2>&1); rc=$?
+    check "check: the quickstart config" 0 "examples/quickstart.ini: ok" $rc "$out"
+    out=$(ZK_PORT=2281 KAFKA_PORT=9192 "$ZKFLOW" check -c examples/quickstart.ini 2>&1); rc=$?
+    check "check: the quickstart config on moved ports" 0 "examples/quickstart.ini: ok" $rc "$out"
     echo "zkflow test: $cli_passed checks passed, $cli_failed failed"
 fi
 

@@ -17,7 +17,8 @@ ZK=127.0.0.1:${ZK_PORT:-2181}
 RUN=it$(date +%s)$$
 ZK_PIDFILE=${ZKFLOW_STATE_DIR:-.state}/zookeeper/zookeeper.pid
 WORK=$(mktemp -d /tmp/zkflow-it.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+WATCHDOGS=()
+trap 'end_watchdogs; rm -rf "$WORK"' EXIT
 
 passed=0 failed=0 failures=()
 
@@ -50,14 +51,36 @@ config() {
     echo "$WORK/$name.ini"
 }
 
-# zkflow_bg ARGS...: start zkflow in the background, stderr to $WORK/log,
-# its pid in $BG; killed after 120 s if still running. Unlike timeout(1),
-# which forwards only some signals, and once, signals sent to $BG reach
-# zkflow itself.
+# zkflow_bg ARGS...: start zkflow in the background, stderr to $WORK/log
+# (or to $BG_LOG), its pid in $BG; killed after 300 s if still running.
+# Unlike timeout(1), which forwards only some signals, and once, signals
+# sent to $BG reach zkflow itself. The watchdog kills $BG only if it is
+# still that process (same start time): by then its pid may be another's,
+# as pids come round again within minutes on a busy machine. It holds none
+# of this script's output open, so that a pipe reading it ends with the
+# script, and it ends with the script.
 zkflow_bg() {
-    "$ZKFLOW" "$@" 2>"$WORK/log" &
+    "$ZKFLOW" "$@" 2>"${BG_LOG:-$WORK/log}" &
     BG=$!
-    ( sleep 120; kill -9 $BG ) 2>/dev/null &
+    local started
+    started=$(started_at $BG)
+    ( exec >/dev/null 2>&1
+      trap 'kill $sleeper; exit' TERM
+      sleep 300 & sleeper=$!
+      wait $sleeper
+      [ -n "$started" ] && [ "$(started_at $BG)" = "$started" ] && kill -9 $BG ) &
+    WATCHDOGS+=("$! $(started_at $!)")
+}
+
+# started_at PID: when the process started (clock ticks since boot), which
+# with its pid tells it from a later process given the same pid.
+started_at() { awk '{ print $22 }' "/proc/$1/stat" 2>/dev/null; }
+
+end_watchdogs() {
+    local w
+    for w in "${WATCHDOGS[@]}"; do
+        [ "$(started_at "${w% *}")" = "${w#* }" ] && kill "${w% *}" 2>/dev/null
+    done
 }
 
 # zkflow ARGS...: run with a time limit; stderr saved to $WORK/log
@@ -65,15 +88,49 @@ zkflow() {
     timeout 120 "$ZKFLOW" "$@" 2>"$WORK/log"
 }
 
-# keyed TOPIC N KEYS: produce N records; record i has key k(i % KEYS) and
-# value i, so the last record of key kK is the largest i with i % KEYS = K.
+# keyed TOPIC N KEYS [FROM]: produce records FROM (default 0) to N - 1;
+# record i has key k(i % KEYS) and value i, so the last record of key kK is
+# the largest i with i % KEYS = K.
 keyed() {
-    awk -v n="$2" -v k="$3" 'BEGIN { for (i = 0; i < n; i++) printf "k%d\t%d\n", i % k, i }' | produce "$1"
+    awk -v from="${4:-0}" -v n="$2" -v k="$3" \
+        'BEGIN { for (i = from; i < n; i++) printf "k%d\t%d\n", i % k, i }' | produce "$1"
 }
 
-# expect_last_per_key ROOT N KEYS [SUFFIX]: the tree `keyed` records leave
-# when each key's value goes to ROOT/kK[SUFFIX].
-expect_last_per_key() {
+# stream TOPIC KEYS [PER]: produce records as `keyed` does (from 0), PER
+# (default 100) every 0.1 s, in the background until stop_stream (or the
+# end of the test). A test that needs zkflow to be busy when something
+# happens keeps records coming until it did, instead of guessing how many
+# would last long enough.
+stream() {
+    STREAMS=$((${STREAMS:-0} + 1))
+    STREAM_TAG=$WORK/stream.$STREAMS
+    {
+        local i=0 per=${3:-100}
+        while [ ! -e "$STREAM_TAG.stop" ] && [ -d "$WORK" ]; do
+            awk -v s=$i -v n="$per" -v k="$2" \
+                'BEGIN { for (i = s; i < s + n; i++) printf "k%d\t%d\n", i % k, i }'
+            i=$((i + per))
+            sleep 0.1
+        done
+        # One more batch, produced after the stop was asked for.
+        awk -v s=$i -v n="$per" -v k="$2" \
+            'BEGIN { for (i = s; i < s + n; i++) printf "k%d\t%d\n", i % k, i }'
+        { echo $((i + per)) >"$STREAM_TAG.n"; } 2>/dev/null # ($WORK gone: the run ended)
+    } | produce "$1" &
+    STREAM=$!
+}
+
+# stop_stream: end the stream once one more batch is out; sets STREAMED to
+# the number of records it produced (0 .. STREAMED - 1).
+stop_stream() {
+    touch "$STREAM_TAG.stop"
+    wait "$STREAM" || fail "the producer failed" || return 1
+    STREAMED=$(cat "$STREAM_TAG.n")
+}
+
+# last_per_key ROOT N KEYS [SUFFIX]: write to $WORK/expected the tree
+# `keyed` records leave when each key's value goes to ROOT/kK[SUFFIX].
+last_per_key() {
     {
         printf '%s\t\n' "$1"
         awk -v n="$2" -v keys="$3" 'BEGIN { for (i = 0; i < n; i++) last[i % keys] = i
@@ -82,15 +139,90 @@ expect_last_per_key() {
                 if (sfx != "") printf "%s/%s\t\n", r, $1
                 printf "%s/%s%s\t%s\n", r, $1, sfx, $2 }'
     } >"$WORK/expected"
+}
+
+# expect_last_per_key ROOT N KEYS [SUFFIX]: the tree is that one.
+expect_last_per_key() {
+    last_per_key "$@"
     expect_tree "$1" "$WORK/expected"
 }
 
-# wait_for_nodes ROOT N: wait (up to 10 s) until ROOT holds more than N nodes.
-wait_for_nodes() {
-    for _ in $(seq 100); do
-        [ "$(tree "$1" 2>/dev/null | wc -l)" -gt "$2" ] && return 0
-        sleep 0.1
+# wait_last_per_key ROOT N KEYS [SUFFIX]: wait until it is (a running zkflow
+# applied every record), then as expect_last_per_key.
+wait_last_per_key() {
+    last_per_key "$@"
+    wait_until $LIMIT tree_is "$1" "$WORK/expected"
+    expect_tree "$1" "$WORK/expected"
+}
+
+tree_is() { tree "$1" 2>/dev/null | cmp -s - "$2"; } # PATH EXPECTED-FILE
+
+# Every wait below is for an event (a log line, nodes written, a metric);
+# LIMIT seconds bound it only for when the event never comes, far above
+# what a slow machine under load needs.
+LIMIT=120
+
+# wait_until SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds;
+# 1 once SECONDS have passed without.
+wait_until() {
+    local deadline=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.2
     done
+}
+
+# wait_for_nodes ROOT N: wait until ROOT holds more than N nodes.
+wait_for_nodes() {
+    wait_until $LIMIT nodes_over "$1" "$2" ||
+        fail "$1 holds $(tree "$1" 2>/dev/null | wc -l) node(s) after $LIMIT s, expected more than $2"
+}
+nodes_over() { [ "$(tree "$1" 2>/dev/null | wc -l)" -gt "$2" ]; }
+
+# wait_for_children ROOT N: wait until ROOT has at least N children.
+wait_for_children() {
+    wait_until $LIMIT children_at_least "$1" "$2" ||
+        fail "$1 has $("$ZKTREE" --count "$ZK" "$1") children after $LIMIT s, expected $2"
+}
+children_at_least() { [ "$("$ZKTREE" --count "$ZK" "$1" 2>/dev/null || echo 0)" -ge "$2" ]; }
+
+# wait_log STRING [FILE [N]]: wait until FILE ($WORK/log) has at least N
+# (default 1) lines holding the fixed STRING.
+wait_log() {
+    wait_until $LIMIT log_has "$@" ||
+        { tail -5 "${2:-$WORK/log}"; fail "after $LIMIT s, ${2:-log} has fewer than ${3:-1} line(s) with: $1"; }
+}
+log_has() { [ "$(grep -cF -- "$1" "${2:-$WORK/log}")" -ge "${3:-1}" ]; }
+
+# expect_each_once ROOT TOPIC: ROOT's children hold "partition:offset" of
+# every record of TOPIC, each exactly once (the tree of a transform that
+# makes one sequential node per record).
+expect_each_once() {
+    tree "$1" | tail -n +2 | cut -f2 | sort >"$WORK/got"
+    kcat -C -b "$KAFKA" -t "$2" -e -q -f '%p:%o\n' | sort >"$WORK/want"
+    local dups missing extra
+    dups=$(uniq -d "$WORK/got" | wc -l)
+    missing=$(sort -u "$WORK/got" | comm -23 "$WORK/want" - | wc -l)
+    extra=$(sort -u "$WORK/got" | comm -13 "$WORK/want" - | wc -l)
+    [ "$(wc -l <"$WORK/want")" -gt 0 ] || fail "$2 holds no record" || return 1
+    [ "$dups" = 0 ] || fail "$dups record(s) applied twice, e.g. $(uniq -d "$WORK/got" | head -3 | tr '\n' ' ')" || return 1
+    [ "$missing" = 0 ] || fail "$missing of $(wc -l <"$WORK/want") record(s) missing" || return 1
+    [ "$extra" = 0 ] || fail "$extra node(s) name no record of $2"
+}
+
+# zk_kill: kill -9 the local ZooKeeper and wait until it is gone, so that
+# `services.sh start` starts a new one.
+zk_kill() {
+    local p
+    p=$(cat "$ZK_PIDFILE")
+    kill -KILL "$p"
+    while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
+}
+
+# applied_in FILE: the applied= count of a run's summary in FILE
+applied_in() {
+    sed -n 's/.*finished: .* applied=\([0-9]*\).*/\1/p' "$1"
 }
 
 consumed() { # the consumed= count of the last run's summary
@@ -210,16 +342,19 @@ EOF
 # Hot reload while records stream in (one partition, so offsets order every
 # effect): a script is replaced 24 times, by good versions and by versions
 # that do not compile, raise while loading, return no function, or fail
-# their fixtures (a record of key "probe" must be skipped). Every record
+# their fixtures (a record of key "probe" must be skipped). Each version is
+# written once zkflow has dealt with the one before: a good one once it has
+# written records, a broken one once its rejection is logged. Every record
 # lands once, each written by the version live when it was transformed
-# (versions never go back in offset order), no broken version ever writes,
-# and every swap and rejection is logged with the versions.
+# (versions never go back in offset order), every good version writes, no
+# broken version ever does, and every swap and rejection is logged with the
+# versions.
 # MODE file: the script is a file, saved in place or renamed over.
 # MODE znode: it is kept in a znode (source = zk:...), with its fixtures in
 # the znodes beside it; the first version is published with `zkflow
 # publish`, the others written straight into the znode, unchecked.
 reload_under_load() {
-    local mode=$1 t=$RUN-reload-$1 root=/$RUN/reload-$1 batches=30 per=200
+    local mode=$1 t=$RUN-reload-$1 root=/$RUN/reload-$1
     local src=$WORK/reload-$mode.lua znode=/$RUN/scripts/reload
     topic "$t" 1
     write_version() { # N KIND [mv]
@@ -255,23 +390,33 @@ reload_under_load() {
     else
         write_version 0 good
     fi
-    timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
-    ( for b in $(seq $batches); do
-          awk -v b="$b" -v n=$per 'BEGIN { for (i = 0; i < n; i++) printf "k\t%d-%d\n", b, i }' | produce "$t"
-          sleep 0.2
-      done ) &
-    local producer=$! kinds=(good syntax good raise good notfn good fixture) k
+    zkflow_bg run -c "$cfg"
+    pid=$BG
+    stream "$t" 1 20
+    # What ends each version's turn: the log line for a broken one, and for
+    # a good one a reload logged and a record it wrote.
+    local kinds=(good syntax good raise good notfn good fixture) k kind
+    local -A sign=([syntax]="'<eof>' expected near 'end'" [notfn]="must return a function, it returned string"
+                   [fixture]="fails its fixtures: ")
+    wait_until $LIMIT wrote_version "$root" 0 || fail "version 0 wrote nothing" || { kill $pid; stop_stream; return 1; }
     for k in $(seq 1 24); do
-        sleep 0.25
-        write_version "$k" "${kinds[$((k % 8))]}" "$([ $((k % 2)) = 0 ] && echo mv)"
+        kind=${kinds[$((k % 8))]}
+        local reloads rejections
+        reloads=$(grep -c 'reloaded, version' "$WORK/log")
+        rejections=$(grep -cF -- "${sign[$kind]:-broken init $k}" "$WORK/log")
+        write_version "$k" "$kind" "$([ $((k % 2)) = 0 ] && echo mv)"
+        if [ "$kind" = good ]; then
+            wait_log "reloaded, version" "$WORK/log" $((reloads + 1)) || { kill $pid; stop_stream; return 1; }
+            wait_until $LIMIT wrote_version "$root" "$k" ||
+                fail "version $k wrote nothing" || { kill $pid; stop_stream; return 1; }
+        else
+            wait_log "${sign[$kind]:-broken init $k}" "$WORK/log" $((rejections + 1)) ||
+                { kill $pid; stop_stream; return 1; }
+        fi
     done
-    wait $producer
-    local n=$((batches * per))
-    for _ in $(seq 200); do
-        [ "$(tree "$root" | wc -l)" -gt $n ] && break
-        sleep 0.1
-    done
+    stop_stream || { kill $pid; return 1; }
+    local n=$STREAMED
+    wait_for_children "$root" $n || { kill $pid; return 1; }
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     tree "$root" | tail -n +2 | awk -F'\t' '{ n = split($1, p, "/"); print p[n] "\t" $2 }' | sort -n >"$WORK/got"
@@ -279,15 +424,18 @@ reload_under_load() {
     ! grep -q BAD "$WORK/got" || fail "a broken version wrote" || return 1
     awk -F'\t' '{ v = substr($2, 2) + 0; if (v < last) { print "offset " $1 " has v" v " after v" last; bad = 1 } last = v }
                 END { exit bad }' "$WORK/got" || fail "a version went back" || return 1
-    [ "$(grep -c 'reloaded, version' "$WORK/log")" -ge 8 ] || fail "fewer than 8 reloads logged" || return 1
-    expect_log "reload rejected, version" || return 1
+    [ "$(grep -c 'reloaded, version' "$WORK/log")" = 12 ] || fail "$(grep -c 'reloaded, version' "$WORK/log") reloads logged, expected 12" || return 1
+    [ "$(grep -c 'reload rejected, version' "$WORK/log")" -ge 12 ] || fail "fewer than 12 rejections logged" || return 1
     expect_log ":1: broken init" || return 1
     expect_log "must return a function" || return 1
     expect_log "fails its fixtures: " || return 1
     expect_log ".expected.jsonl:1: expected {\"offset\":0,\"skip\":true}, got" || return 1
-    grep -q "script reloads, [1-9][0-9]* rejected" "$WORK/log" || fail "summary lacks the reload counts" || return 1
-    [ "$(cut -f2 "$WORK/got" | sort -u | wc -l)" -ge 5 ] || fail "fewer than 5 versions wrote records"
+    grep -q "12 script reloads, [1-9][0-9]* rejected" "$WORK/log" || fail "summary lacks the reload counts" || return 1
+    [ "$(cut -f2 "$WORK/got" | sort -u | wc -l)" = 13 ] ||
+        fail "$(cut -f2 "$WORK/got" | sort -u | wc -l) versions wrote records, expected 13"
 }
+# wrote_version ROOT N: a node under ROOT holds vN
+wrote_version() { tree "$1" | grep "	v$2\$" >/dev/null; }
 
 test_hot_reload_file() { reload_under_load file; }
 test_hot_reload_znode() { reload_under_load znode; }
@@ -310,9 +458,9 @@ LUA
     zkflow_bg run -c "$cfg"
     pid=$BG
     count() { tree "$root/$1" 2>/dev/null | grep -c "	$2\$"; }
+    count_over() { [ "$(count "$1" "$2")" -ge "$3" ]; }
     wait_count() { # DIR TAG N: wait until N nodes of DIR hold TAG
-        for _ in $(seq 150); do [ "$(count "$1" "$2")" -ge "$3" ] && return 0; sleep 0.1; done
-        fail "$root/$1: $(count "$1" "$2") nodes hold $2, expected $3"
+        wait_until $LIMIT count_over "$@" || fail "$root/$1: $(count "$1" "$2") nodes hold $2, expected $3"
     }
     keyed "$ta" 50 5; wait_count a a1 50 || return 1
 
@@ -321,7 +469,7 @@ LUA
     # The last line went into [script b]: move it where it means a restart.
     sed -i '/^session_timeout_ms/d; s/^connect_timeout_ms = 5000$/&\nsession_timeout_ms = 20000/' "$cfg"
     kill -HUP $pid
-    for _ in $(seq 50); do grep -q "configuration reloaded" "$WORK/log" && break; sleep 0.1; done
+    wait_log "configuration reloaded" || return 1
     expect_log "added: b; changed: a; removed: none" || return 1
     expect_log "changes to [kafka], [zookeeper] or [engine] take effect only after a restart" || return 1
     keyed "$ta" 50 5; keyed "$tb" 50 5
@@ -330,20 +478,20 @@ LUA
 
     printf 'bogus line\n' >>"$cfg"
     kill -HUP $pid
-    for _ in $(seq 50); do grep -q "configuration reload rejected" "$WORK/log" && break; sleep 0.1; done
+    wait_log "configuration reload rejected" || return 1
     expect_log "configuration reload rejected, the running one stays: $cfg:$(wc -l <"$cfg"): syntax error" || return 1
     keyed "$ta" 50 5; wait_count a a2 100 || return 1
 
     config cfgreload "$RUN-cfg" "${b[@]}" >/dev/null
     kill -HUP $pid
-    for _ in $(seq 50); do grep -q "removed: a" "$WORK/log" && break; sleep 0.1; done
+    wait_log "removed: a" || return 1
     expect_log "added: none; changed: none; removed: a" || return 1
     keyed "$ta" 50 5; keyed "$tb" 50 5
     wait_count b b1 100 || return 1
-    sleep 1
-    [ "$(tree "$root/a" | tail -n +2 | wc -l)" = 150 ] || fail "records of a removed section were applied" || return 1
     kill -TERM $pid
-    wait $pid; expect_exit 0 $?
+    wait $pid; expect_exit 0 $? || return 1
+    # Looked at once zkflow is gone: never applied, rather than not yet.
+    [ "$(tree "$root/a" | tail -n +2 | wc -l)" = 150 ] || fail "records of a removed section were applied"
 }
 
 # The whole op vocabulary against a real ZooKeeper, in one partition so the
@@ -418,6 +566,24 @@ LUA
     printf '%s\t\n' "$root/users" >>"$WORK/expected"
     printf '%s\t%s\n' "$root/users/alice" "admin@$RUN-users" "$root/users/bob" "viewer@$RUN-users" >>"$WORK/expected"
     expect_tree "$root" "$WORK/expected"
+}
+
+# `make demo` (scripts/demo.sh) against the services these tests use, on
+# whatever ports they were given: examples/quickstart.ini takes ZK_PORT and
+# KAFKA_PORT from the environment, as scripts/services.sh does. (The demo's
+# own topic, group and root, as `make demo` leaves them.)
+test_demo_on_the_services_ports() {
+    scripts/demo.sh >"$WORK/out" 2>"$WORK/log"
+    expect_exit 0 $? || { tail -5 "$WORK/out"; return 1; }
+    expect_log "connected to $ZK " || return 1
+    # The ten events leave four devices (json.encode's key order varies).
+    awk -F'\t' '$1 ~ /^\/zkflow-demo\/devices\// {
+        match($2, /"status":"[^"]*"/); st = substr($2, RSTART + 10, RLENGTH - 11)
+        match($2, /"site":"[^"]*"/); si = substr($2, RSTART + 8, RLENGTH - 9)
+        print $1, st, si }' "$WORK/out" >"$WORK/actual"
+    printf '/zkflow-demo/devices/%s\n' "d-1 online berlin" "d-2 offline lisbon" \
+        "d-4 degraded turin" "d-5 online porto" >"$WORK/expected"
+    diff -u "$WORK/expected" "$WORK/actual" || fail "the demo printed another tree: $(tail -8 "$WORK/out")"
 }
 
 # A second run resumes where the first ended: with at_least_once from the
@@ -697,13 +863,14 @@ test_on_error_changed_by_sighup() {
     zkflow_bg run -c "$cfg"
     pid=$BG
     printf 'p1\traise\ng1\tok1\n' | produce "$t"
-    wait_for_nodes "$root" 1
+    wait_for_nodes "$root" 1 || return 1
     poison_config hup "$RUN-hup" "$root" "$t" "on_error = dlq" "dlq_topic = $dlq" >/dev/null
     kill -HUP $pid
-    for _ in $(seq 50); do grep -q "configuration reloaded" "$WORK/log" && break; sleep 0.1; done
+    wait_log "configuration reloaded" || return 1
     expect_log "added: none; changed: s; removed: none" || return 1
     printf 'p2\traise\ng2\tok2\n' | produce "$t"
-    wait_for_nodes "$root" 2
+    # g2 waits for p2's dead letter to be acknowledged
+    wait_for_nodes "$root" 2 || return 1
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     expect_log "poison record p1 (record $t [0] offset 0); skipped" || return 1
@@ -767,32 +934,69 @@ test_bad_config_exits_2() {
     expect_log "ok (1 script(s))"
 }
 
-# A second instance joins the group mid-stream: partitions move between the
-# two (cooperative rebalance), each exits once caught up, nothing is lost.
+# Two instances share a topic's partitions, and every record is applied
+# exactly once whoever owned its partition: each record makes a sequential
+# znode naming its partition and offset, so a record applied twice or never
+# shows. A, alone, applies a first batch. B joins: A hands 2 of its 4
+# partitions over (cooperative rebalance), and B starts them at the
+# positions A left; a second batch is shared. A stops (SIGTERM): B takes
+# A's partitions over from A's positions and applies a third batch alone.
+# Each step starts on the event that ends the one before (a log line, the
+# records applied), never after a guessed time or number of records.
 test_two_instances_share_partitions() {
-    local t=$RUN-pair root=/$RUN/pair n=30000
+    local t=$RUN-pair root=/$RUN/pair per=1000 keys=400
     topic "$t" 4
-    keyed "$t" $n 400
     cat >"$WORK/pair.lua" <<LUA
-return function(rec) return "$root/" .. rec.key, rec.value end
+return function(rec)
+  return { op = "create", path = "$root/r-", mode = "sequential",
+           data = rec.partition .. ":" .. rec.offset }
+end
 LUA
-    local cfg a b
-    # One op per multi keeps the first instance busy when the second joins.
-    cfg=$(config pair "$RUN-pair" "[engine]" "batch_max_ops = 1" \
-        "[script p]" "file = pair.lua" "topics = $t" "root = $root")
-    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/a.log" &
-    a=$!
-    wait_for_nodes "$root" 50
-    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/b.log" &
-    b=$!
-    local sa sb
-    wait $a; sa=$?
-    wait $b; sb=$?
+    "$ZKTREE" --put "$ZK" "$root" </dev/null # create makes no parents
+    local cfg a b= sa
+    cfg=$(config pair "$RUN-pair" "[script p]" "file = pair.lua" "topics = $t" "root = $root")
+    : >"$WORK/b.log"
+    # Both logs in one for the report, and whoever still runs stopped.
+    pair_failed() { kill $a $b 2>/dev/null; cat "$WORK/a.log" "$WORK/b.log" >"$WORK/log"; return 1; }
+    keyed "$t" $per $keys
+    BG_LOG=$WORK/a.log zkflow_bg run -c "$cfg"
+    a=$BG
+    wait_log "assigned 4 partition(s)" "$WORK/a.log" || pair_failed || return 1
+    wait_for_children "$root" $per || pair_failed || return 1
+
+    BG_LOG=$WORK/b.log zkflow_bg run -c "$cfg"
+    b=$BG
+    wait_log "revoked 2 partition(s)" "$WORK/a.log" || pair_failed || return 1
+    wait_log "assigned 2 partition(s)" "$WORK/b.log" || pair_failed || return 1
+    # B's partitions start where A's positions say, not at offset 0.
+    wait_log "starting at offset" "$WORK/b.log" 2 || pair_failed || return 1
+    keyed "$t" $((2 * per)) $keys $per
+    wait_for_children "$root" $((2 * per)) || pair_failed || return 1
+
+    kill -TERM $a
+    wait $a; sa=$? a=
+    cat "$WORK/a.log" >"$WORK/log"
+    expect_exit 0 $sa || pair_failed || return 1
+    # A's leaving revoked its other 2 partitions: B gets them.
+    wait_log "assigned 2 partition(s)" "$WORK/b.log" 2 || pair_failed || return 1
+    wait_log "starting at offset" "$WORK/b.log" 4 || pair_failed || return 1
+    keyed "$t" $((3 * per)) $keys $((2 * per))
+    wait_for_children "$root" $((3 * per)) || pair_failed || return 1
+    kill -TERM $b
+    wait $b; sa=$?
     cat "$WORK/a.log" "$WORK/b.log" >"$WORK/log"
     expect_exit 0 $sa || return 1
-    expect_exit 0 $sb || return 1
-    expect_log "revoked 2 partition(s)" || return 1
-    expect_last_per_key "$root" $n 400
+    [ "$(grep -cF "revoked 2 partition(s)" "$WORK/a.log")" = 2 ] ||
+        fail "A did not give up 2 partitions twice (B joining, A leaving)" || return 1
+    expect_each_once "$root" "$t" || return 1
+    # A applied the first batch and part of the second, B the rest of the
+    # second and all of the third.
+    local na nb
+    na=$(applied_in "$WORK/a.log") nb=$(applied_in "$WORK/b.log")
+    [ $((na + nb)) = $((3 * per)) ] || fail "A applied $na, B $nb: not $((3 * per)) in all" || return 1
+    [ "$na" -gt $per ] && [ "$nb" -gt $per ] ||
+        fail "A applied $na, B $nb: the second batch was not shared" || return 1
+    echo "    A applied $na records, B $nb"
 }
 
 # A subscribed topic that does not exist: a clear error, exit 1.
@@ -817,42 +1021,48 @@ test_zookeeper_unreachable() {
 }
 
 # SIGTERM under load: writes in flight finish, offsets are committed, exit 0;
-# a second run completes the tree with nothing lost.
+# a second run takes exactly the records the first did not apply, and the
+# tree is complete. Records keep coming until after the signal, so the
+# first run is busy when it comes and cannot have applied them all.
 test_sigterm_drains_and_resumes() {
-    local t=$RUN-term root=/$RUN/term n=20000
+    local t=$RUN-term root=/$RUN/term
     topic "$t" 4
-    keyed "$t" $n 500
     cat >"$WORK/term.lua" <<LUA
 return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
-    local cfg pid first
-    # One op per multi keeps this run slow enough to be stopped midway.
+    local cfg pid first n
     cfg=$(config term "$RUN-term" "[engine]" "batch_max_ops = 1" \
         "[script t]" "file = term.lua" "topics = $t" "root = $root")
-    timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
-    wait_for_nodes "$root" 50
+    stream "$t" 500 200
+    zkflow_bg run -c "$cfg"
+    pid=$BG
+    wait_for_nodes "$root" 50 || { kill $pid; stop_stream; return 1; }
     kill -TERM $pid
-    wait $pid; expect_exit 0 $? || return 1
+    wait $pid; expect_exit 0 $? || { stop_stream; return 1; }
+    stop_stream || return 1
+    n=$STREAMED
     expect_log "finishing writes in flight, then committing" || return 1
-    first=$(sed -n 's/.*finished: .* applied=\([0-9]*\).*/\1/p' "$WORK/log")
-    [ -n "$first" ] && [ "$first" -lt $n ] || fail "first run applied '$first' of $n: too fast to test" || return 1
+    first=$(applied_in "$WORK/log")
+    [ -n "$first" ] && [ "$first" -gt 0 ] || fail "the first run applied '$first'" || return 1
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    # What the first run did not apply, the second must consume again.
-    [ $((first + $(consumed))) -ge $n ] || fail "applied $first + consumed $(consumed) < $n: records lost" || return 1
+    # Exactly once: what the first run applied is not taken again, and
+    # nothing is lost.
+    [ $((first + $(consumed))) = $n ] ||
+        fail "applied $first, then consumed $(consumed): not the $n records produced" || return 1
+    echo "    the first run applied $first of $n records"
     expect_last_per_key "$root" $n 500
 }
 
 # exactly_once: every record creates a sequential znode naming its offset,
-# so a record applied twice or never shows. zkflow is killed (-9) three
-# times mid-stream and restarted; each restart starts at the positions kept
-# in ZooKeeper (Kafka's committed offsets lag behind, auto-commit being
-# every 5 s). Afterwards every offset is there exactly once, and the
+# so a record applied twice or never shows. While records keep coming,
+# zkflow is killed (-9) three times, each time once it has partitions and
+# has applied more, and restarted; each restart starts at the positions
+# kept in ZooKeeper (Kafka's committed offsets lag behind, auto-commit being
+# every 5 s). Afterwards every record is there exactly once, and the
 # positions name the partitions' ends.
 test_exactly_once_survives_kill9() {
-    local t=$RUN-eo root=/$RUN/eo n=6000 group=$RUN-eo
+    local t=$RUN-eo root=/$RUN/eo group=$RUN-eo n
     topic "$t" 3
-    keyed "$t" $n 100
     cat >"$WORK/eo.lua" <<LUA
 return function(rec)
   return { op = "create", path = "$root/r-", mode = "sequential",
@@ -867,31 +1077,26 @@ LUA
         config eo "$group" "[engine]" "batch_max_ops = 5" \
         "[script eo]" "file = eo.lua" "topics = $t" "root = $root")
     : >"$WORK/log"
-    local assigned before
-    assigned() { grep -cE 'engine: .* \[[0-9]+\]: (starting at offset|no position)' "$WORK/log"; }
+    local assigned applied
+    stream "$t" 100
     for k in 1 2 3; do
-        before=$(assigned)
+        assigned=$(grep -cE 'engine: .* \[[0-9]+\]: (starting at offset|no position)' "$WORK/log")
+        applied=$("$ZKTREE" --count "$ZK" "$root")
         "$ZKFLOW" run -c "$cfg" 2>>"$WORK/log" & # killed below, not timeout(1)
         pid=$!
         # Killed only once this run has partitions and has applied some.
-        for _ in $(seq 300); do [ "$(assigned)" -gt "$before" ] && break; sleep 0.1; done
-        before=$(tree "$root" | wc -l)
-        for _ in $(seq 50); do
-            [ "$(tree "$root" | wc -l)" -gt $((before + 100)) ] && break
-            sleep 0.1
-        done
+        wait_until $LIMIT eo_assigned_over "$assigned" ||
+            fail "run $k got no partition" || { kill -9 $pid; stop_stream; return 1; }
+        wait_for_children "$root" $((applied + 100)) || { kill -9 $pid; stop_stream; return 1; }
         sleep 0.$((RANDOM % 5))
         kill -9 $pid
         wait $pid 2>/dev/null
     done
+    stop_stream || return 1
+    n=$STREAMED
     grep -q "starting at offset" "$WORK/log" || fail "no restart started at a position" || return 1
     zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    tree "$root" | tail -n +2 | cut -f2 | sort >"$WORK/got"
-    local dups missing
-    dups=$(uniq -d "$WORK/got" | wc -l)
-    missing=$(( n - $(sort -u "$WORK/got" | wc -l) ))
-    [ "$dups" = 0 ] || fail "$dups record(s) applied twice, e.g. $(uniq -d "$WORK/got" | head -3 | tr '\n' ' ')" || return 1
-    [ "$missing" = 0 ] || fail "$missing record(s) missing" || return 1
+    expect_each_once "$root" "$t" || return 1
     # The positions: each partition's end.
     local p total=0
     for p in 0 1 2; do
@@ -899,6 +1104,9 @@ LUA
     done
     [ "$total" = $n ] || fail "positions sum to $total, expected $n" || return 1
     "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group"
+}
+eo_assigned_over() {
+    [ "$(grep -cE 'engine: .* \[[0-9]+\]: (starting at offset|no position)' "$WORK/log")" -gt "$1" ]
 }
 
 # exactly_once: a stale owner is fenced. While zkflow runs, the position of
@@ -914,22 +1122,22 @@ return function(rec) return "$root/" .. rec.offset, rec.value end
 LUA
     local cfg pid
     cfg=$(config fence "$group" "[script f]" "file = fence.lua" "topics = $t" "root = $root")
-    timeout 120 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
-    pid=$!
+    zkflow_bg run -c "$cfg"
+    pid=$BG
     keyed "$t" 100 10
-    wait_for_nodes "$root" 100
-    for _ in $(seq 50); do [ "$(tree "$pos" | cut -f2)" = 100 ] && break; sleep 0.1; done
-    [ "$(tree "$pos" | cut -f2)" = 100 ] || fail "position is '$(tree "$pos" | cut -f2)', expected 100" || return 1
+    wait_until $LIMIT position_is "$pos" 100 ||
+        fail "position is '$(tree "$pos" | cut -f2)', expected 100" || { kill $pid; return 1; }
     printf 100 | "$ZKTREE" --put "$ZK" "$pos"   # another owner's write
     keyed "$t" 100 10
-    for _ in $(seq 50); do grep -q "fenced" "$WORK/log" && break; sleep 0.1; done
-    expect_log "leaving the partition to its new owner" || return 1
-    sleep 0.5
-    [ "$(tree "$root" | tail -n +2 | wc -l)" = 100 ] || fail "the fenced owner wrote" || return 1
+    wait_log "leaving the partition to its new owner" || { kill $pid; return 1; }
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
+    # Looked at once zkflow is gone: nothing written since, ever.
+    [ "$(tree "$root" | tail -n +2 | wc -l)" = 100 ] || fail "the fenced owner wrote" || return 1
+    position_is "$pos" 100 || fail "the fenced owner moved the position to $(tree "$pos" | cut -f2)" || return 1
     "$ZKTREE" --delete "$ZK" "/zkflow/offsets/$group"
 }
+position_is() { [ "$(tree "$1" | cut -f2)" = "$2" ]; } # POSITION-ZNODE OFFSET
 
 # [zookeeper] auth and acl against the real server. creator_all: zkflow
 # writes (its positions too), and a client without the identity cannot read.
@@ -992,106 +1200,142 @@ LUA
         fail "no final progress line: $(tr '\r' '\n' <"$WORK/tty" | grep records | tail -2)"
 }
 
-# Backpressure with a slow ZooKeeper: ZooKeeper is frozen (SIGSTOP, shorter
-# than the session) while 2 KB records stream in. Each partition stops being
-# fetched once max_queued_records wait, so zkflow's memory stays bounded
-# (well below what queueing the whole topic would take), and it resumes when
-# ZooKeeper thaws; every record lands.
+# Backpressure with a slow ZooKeeper: while ZooKeeper is frozen (SIGSTOP,
+# shorter than the session), 30,000 records of 2 KB arrive. None can be
+# applied, so each partition stops being fetched once max_queued_records
+# wait: zkflow's memory stays bounded (well below what queueing the whole
+# topic would take), and it resumes when ZooKeeper thaws; every record
+# lands. A first record per key, applied before the freeze, shows zkflow
+# up and writing; the rest only exists once ZooKeeper is frozen.
 test_backpressure_with_a_frozen_zookeeper() {
     local t=$RUN-bp root=/$RUN/bp n=30000 keys=300
-    local zk_pid pid rss peak=0
+    local zk_pid pid producer rss peak=0
     topic "$t" 2
-    awk -v n=$n -v k=$keys 'BEGIN { pad = sprintf("%2000s", ""); gsub(/ /, "x", pad)
-        for (i = 0; i < n; i++) printf "k%d\t%d %s\n", i % k, i, pad }' | produce "$t"
+    bp_records() { # FROM TO
+        awk -v from="$1" -v n="$2" -v k=$keys 'BEGIN { pad = sprintf("%2000s", ""); gsub(/ /, "x", pad)
+            for (i = from; i < n; i++) printf "k%d\t%d %s\n", i % k, i, pad }' | produce "$t"
+    }
     cat >"$WORK/bp.lua" <<LUA
 return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
     local cfg
+    # The longest session ZooKeeper allows (20 ticks) outlives the freeze.
     cfg=$(KAFKA_EXTRA=$'queued.max.messages.kbytes = 2048\n' config bp "$RUN-bp" \
-        "session_timeout_ms = 30000" "[engine]" "max_queued_records = 500" \
+        "session_timeout_ms = 40000" "[engine]" "max_queued_records = 500" \
         "[script b]" "file = bp.lua" "topics = $t" "root = $root")
-    zkflow_bg run -v -c "$cfg" --exit-on-eof
+    zkflow_bg run -v -c "$cfg"
     pid=$BG
-    wait_for_nodes "$root" 10
+    bp_records 0 $keys
+    wait_for_nodes "$root" $keys || { kill $pid; return 1; }
     zk_pid=$(cat "$ZK_PIDFILE")
     kill -STOP "$zk_pid"
-    for _ in $(seq 30); do
+    local frozen=$SECONDS
+    bp_records $keys $n &
+    producer=$!
+    sample_rss() {
         rss=$(awk '/^VmRSS/ { print int($2 / 1024) }' /proc/$pid/status 2>/dev/null)
         [ -n "$rss" ] && [ "$rss" -gt "$peak" ] && peak=$rss
+        return 0
+    }
+    # Until the whole topic is there and zkflow has paused fetching, then
+    # 2 s more; at most 25 s, well within the session.
+    local waited=0
+    while kill -0 $producer 2>/dev/null || ! grep -q "records waiting: pausing" "$WORK/log"; do
+        sample_rss
         sleep 0.2
+        waited=$((waited + 1))
+        [ $waited -lt 125 ] || break
     done
+    for _ in $(seq 10); do sample_rss; sleep 0.2; done
     kill -CONT "$zk_pid"
+    frozen=$((SECONDS - frozen))
+    wait $producer || fail "the producer failed" || { kill $pid; return 1; }
+    expect_log "records waiting: pausing" || { kill $pid; return 1; }
+    # Every key's last record, padded as produced.
+    last_per_key "$root" $n $keys
+    sed -i "s/\t\([0-9][0-9]*\)\$/\t\1 $(printf '%2000s' '' | tr ' ' x)/" "$WORK/expected"
+    wait_until $LIMIT tree_is "$root" "$WORK/expected"
+    expect_tree "$root" "$WORK/expected" || { kill $pid; return 1; }
+    kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     # The whole topic is 60 MB of values, which the queued records' ops
     # would hold; paused partitions keep about 2 x 500 of them.
     [ "$peak" -gt 0 ] && [ "$peak" -lt 30 ] || fail "peak RSS while ZooKeeper was frozen: $peak MB" || return 1
-    echo "    peak RSS while ZooKeeper was frozen: $peak MB"
-    expect_log "records waiting: pausing" || return 1
+    echo "    peak RSS while ZooKeeper was frozen ($frozen s): $peak MB"
     expect_log "records waiting: resuming" || return 1
-    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n" || return 1
-    [ "$(tree "$root" | tail -n +2 | wc -l)" = $keys ] || fail "not every key landed"
+    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n"
 }
 
 # ZooKeeper away for longer than max.poll.interval.ms (here 7 s; frozen
-# for 12 s, within its session): zkflow keeps polling Kafka while its writes
-# wait, so the consumer stays in the group (no revoke, no "maximum poll
-# interval exceeded"), and every record lands once ZooKeeper is back.
+# for 12 s from the moment zkflow has writes waiting, within its session):
+# zkflow keeps polling Kafka while its writes wait, so the consumer stays
+# in the group (no revoke, no "maximum poll interval exceeded"), and every
+# record lands once ZooKeeper is back. A first record per key, applied
+# before the freeze, shows zkflow up and writing; the rest only exists
+# once ZooKeeper is frozen.
 test_zookeeper_away_longer_than_max_poll_interval() {
     local t=$RUN-mpi root=/$RUN/mpi n=3000
     local zk_pid pid
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
     topic "$t" 2
-    keyed "$t" $n 100
     cat >"$WORK/mpi.lua" <<LUA
 return function(rec) return "$root/" .. rec.key, rec.value end
 LUA
     local cfg
     cfg=$(KAFKA_EXTRA=$'session.timeout.ms = 6000\nheartbeat.interval.ms = 1000\nmax.poll.interval.ms = 7000\n' \
         config mpi "$RUN-mpi" "session_timeout_ms = 30000" "[engine]" "batch_max_ops = 2" \
-        "[script m]" "file = mpi.lua" "topics = $t" "root = $root")
+        "metrics_listen = $METRICS" "[script m]" "file = mpi.lua" "topics = $t" "root = $root")
     zkflow_bg run -c "$cfg"
     pid=$BG
-    wait_for_nodes "$root" 10
+    keyed "$t" 100 100
+    wait_for_nodes "$root" 100 || { kill $pid; return 1; }
     zk_pid=$(cat "$ZK_PIDFILE")
     kill -STOP "$zk_pid"
-    sleep 12
+    keyed "$t" $n 100 100
+    wait_until 20 metric_over zkflow_inflight_ops 0 ||
+        fail "no write waiting for the frozen ZooKeeper" || { kill -CONT "$zk_pid"; kill $pid; return 1; }
+    sleep 12 # the fault: longer than max.poll.interval.ms
     kill -CONT "$zk_pid"
-    for _ in $(seq 300); do
-        [ "$(tree "$root" | tail -n +2 | wc -l)" = 100 ] && break
-        sleep 0.1
-    done
+    wait_last_per_key "$root" $n 100 || { kill $pid; return 1; }
     # (Leaving at the SIGTERM below revokes too: look before it.)
     head -n "$(wc -l <"$WORK/log")" "$WORK/log" >"$WORK/before-term"
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     ! grep -qiE "maximum poll interval|revoked|lost [0-9]+ partition" "$WORK/before-term" ||
         fail "left the group: $(grep -iE 'maximum poll interval|revoked|lost [0-9]+ partition' "$WORK/before-term" | head -2)" || return 1
-    zkflow run -c "$cfg" --exit-on-eof; expect_exit 0 $? || return 1
-    expect_last_per_key "$root" $n 100
+    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n"
 }
 
-# ZooKeeper killed and restarted mid-stream: ops caught by the connection loss
-# are sent again, and the tree ends up complete and in order.
+# ZooKeeper killed (-9) and restarted with writes in flight: they are sent
+# again, and the tree ends up complete and in order. ZooKeeper is frozen
+# first, so that the writes zkflow sends next wait in flight: killed then,
+# it takes them with it unanswered, however fast the machine.
 test_zookeeper_restart_midstream() {
     local t=$RUN-zkrestart root=/$RUN/zkrestart n=20000
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
     topic "$t" 4
-    keyed "$t" $n 300
     cat >"$WORK/zkrestart.lua" <<LUA
 return function(rec) return "$root/" .. rec.key .. "/v", rec.value end
 LUA
     local cfg pid
-    # Small multis keep writes in flight while ZooKeeper goes away.
-    cfg=$(config zkrestart "$RUN-zkrestart" "[engine]" "batch_max_ops = 2" \
+    # Small multis: many in flight at once.
+    cfg=$(config zkrestart "$RUN-zkrestart" "[engine]" "batch_max_ops = 2" "metrics_listen = $METRICS" \
         "[script z]" "file = zkrestart.lua" "topics = $t" "root = $root")
-    timeout 120 "$ZKFLOW" run -c "$cfg" --exit-on-eof 2>"$WORK/log" &
-    pid=$!
-    wait_for_nodes "$root" 50
-    kill -KILL "$(cat "$ZK_PIDFILE")"
-    sleep 1
-    scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || return 1
+    zkflow_bg run -c "$cfg"
+    pid=$BG
+    keyed "$t" 300 300
+    wait_last_per_key "$root" 300 300 /v || { kill $pid; return 1; }
+    kill -STOP "$(cat "$ZK_PIDFILE")"
+    keyed "$t" $n 300 300
+    wait_until 20 metric_over zkflow_inflight_ops 0 ||
+        fail "no write in flight to the frozen ZooKeeper" || { kill -CONT "$(cat "$ZK_PIDFILE")"; kill $pid; return 1; }
+    zk_kill
+    scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || { kill $pid; return 1; }
+    wait_last_per_key "$root" $n 300 /v || { kill $pid; return 1; }
+    kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
     expect_log "reconnecting" || return 1
-    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n" || return 1
-    expect_last_per_key "$root" $n 300 /v
+    [ "$(consumed)" = $n ] || fail "consumed $(consumed), expected $n"
 }
 
 # metric NAME{LABELS}: its value in the endpoint's /metrics ($METRICS), or
@@ -1100,15 +1344,8 @@ metric() {
     curl -s "http://$METRICS/metrics" | awk -v k="$1" '$1 == k { print $2 }'
 }
 
-# wait_until SECONDS COMMAND...: retry COMMAND every 0.2 s until it succeeds.
-wait_until() {
-    local tries=$(($1 * 5))
-    shift
-    for _ in $(seq $tries); do "$@" && return 0; sleep 0.2; done
-    return 1
-}
-
 metric_is() { [ "$(metric "$1")" = "$2" ]; }
+metric_over() { [ "$(metric "$1")" -gt "$2" ] 2>/dev/null; }
 readyz_is() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/readyz")" = "$1" ]; }
 
 # /metrics counts what was produced and applied, the ZooKeeper counters
@@ -1130,7 +1367,7 @@ LUA
     timeout 180 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log" &
     pid=$!
     local applied='zkflow_records_total{script="m",result="applied"}'
-    wait_until 60 metric_is "$applied" $n ||
+    wait_until $LIMIT metric_is "$applied" $n ||
         fail "$applied is '$(metric "$applied")', expected $n" || { kill $pid; return 1; }
     curl -s "http://$METRICS/metrics" >"$WORK/metrics.txt"
     local got
@@ -1151,7 +1388,7 @@ LUA
     [ "$ops" -ge $n ] || fail "ops in multis: $ops < $n" || { kill $pid; return 1; }
     [ "$(metric zkflow_zk_write_seconds_count)" -gt 0 ] || fail "no write times" || { kill $pid; return 1; }
     [ "$(metric zkflow_assigned_partitions)" = 3 ] || fail "assigned partitions: $(metric zkflow_assigned_partitions)" || { kill $pid; return 1; }
-    wait_until 10 metric_is "zkflow_consumer_lag{topic=\"$t\",partition=\"0\"}" 0 ||
+    wait_until $LIMIT metric_is "zkflow_consumer_lag{topic=\"$t\",partition=\"0\"}" 0 ||
         fail "lag of partition 0: '$(metric "zkflow_consumer_lag{topic=\"$t\",partition=\"0\"}")'" || { kill $pid; return 1; }
     grep -q '^zkflow_script_info{script="m",version="[0-9a-f]*"} 1$' "$WORK/metrics.txt" ||
         fail "no script_info line" || { kill $pid; return 1; }
@@ -1164,14 +1401,14 @@ LUA
         fail "second instance: $(tail -1 "$WORK/log2")" || { kill $pid; return 1; }
 
     # ZooKeeper away: not ready (with the reason), still alive.
-    kill -KILL "$(cat "$ZK_PIDFILE")"
-    wait_until 30 readyz_is 503 || fail "/readyz did not turn 503" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
+    zk_kill
+    wait_until $LIMIT readyz_is 503 || fail "/readyz did not turn 503" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
     [ "$(curl -s "http://$METRICS/readyz")" = "ZooKeeper session not connected" ] ||
         fail "503 reason: $(curl -s "http://$METRICS/readyz")" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
     [ "$(metric zkflow_zk_session_state)" = 0 ] || fail "session state $(metric zkflow_zk_session_state)" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
     readyz_is 503 && [ "$(curl -s "http://$METRICS/healthz")" = ok ] || fail "/healthz not ok" || { scripts/services.sh start >/dev/null; kill $pid; return 1; }
     scripts/services.sh start >/dev/null || fail "ZooKeeper did not come back" || { kill $pid; return 1; }
-    wait_until 60 readyz_is 200 || fail "/readyz did not return to 200" || { kill $pid; return 1; }
+    wait_until $LIMIT readyz_is 200 || fail "/readyz did not return to 200" || { kill $pid; return 1; }
     [ "$(metric zkflow_zk_session_state)" = 1 ] || fail "session state $(metric zkflow_zk_session_state)" || { kill $pid; return 1; }
     kill -TERM $pid
     wait $pid; expect_exit 0 $? || return 1
@@ -1202,7 +1439,7 @@ LUA
         cfg=$(config guess "$RUN-guess-$pass" "[engine]" "metrics_listen = $METRICS" \
             "[script g]" "file = guess.lua" "topics = $t" "root = $root")
         zkflow_bg run -c "$cfg"
-        wait_until 60 metric_is 'zkflow_records_total{script="g",result="applied"}' $n ||
+        wait_until $LIMIT metric_is 'zkflow_records_total{script="g",result="applied"}' $n ||
             fail "$pass tree: $(metric 'zkflow_records_total{script="g",result="applied"}') of $n records applied" ||
             { kill $BG; return 1; }
         exists=$(curl -s "http://$METRICS/metrics" | awk '/^zkflow_zk_requests_total\{request="exists"/ { s += $2 } END { print s + 0 }')
@@ -1364,6 +1601,7 @@ for t in "${tests[@]}"; do
         cp "$WORK/log" "/tmp/zkflow-it-$t.log" 2>/dev/null &&
             echo "    (its last zkflow log: /tmp/zkflow-it-$t.log)"
     fi
+    [ -z "${STREAM_TAG:-}" ] || touch "$STREAM_TAG.stop" # a stream a failed test left
 done
 "$ZKTREE" --delete "$ZK" "/$RUN" || true
 [ $failed -eq 0 ] || printf 'failed: %s\n' "${failures[@]}"
