@@ -16,6 +16,7 @@
 #include "zkflow/jsonl.h"
 #include "zkflow/log.h"
 #include "zkflow/metrics.h"
+#include "zkflow/sandbox.h"
 #include "zkflow/script.h"
 #include "zkflow/scriptset.h"
 #include "zkflow/source.h"
@@ -34,6 +35,29 @@
 #define HOLD_MS 1000
 /* How long the final offset commit may take before zkflow gives up on it. */
 #define COMMIT_WAIT_MS 30000
+/* How often the engine's time and queue gauges go to the metrics. */
+#define SAMPLE_EVERY_MS 250
+
+/* Where the engine thread's time goes (zkflow_engine_seconds_total{stage}
+ * and the summary line). Waiting is told apart by what the loop waits for
+ * when it sleeps in poll(). */
+typedef enum stage {
+    STAGE_KAFKA,          /* taking records: librdkafka, queueing them */
+    STAGE_TRANSFORM,      /* in scripts (zf_sandbox_thread_ns) */
+    STAGE_ZOOKEEPER,      /* planning and sending batches, completions */
+    STAGE_WAIT_ZOOKEEPER, /* asleep while records wait behind a multi */
+    STAGE_WAIT_KAFKA,     /* asleep with nothing to send */
+    STAGE_HELD,           /* asleep while a full partition is held back */
+    STAGE_OTHER,          /* commits, reloads, the rest of the loop */
+    STAGE_COUNT
+} stage_t;
+
+static const char *const stage_names[STAGE_COUNT] = {
+    "kafka", "transform", "zookeeper", "wait_zookeeper",
+    "wait_kafka", "held", "other"};
+static const char *const stage_words[STAGE_COUNT] = {
+    "taking records", "transform", "zookeeper", "waiting for zookeeper",
+    "waiting for kafka", "held", "other"};
 
 typedef struct engine {
     const zf_config_t *cfg; /* as started: [kafka], [zookeeper], [engine] */
@@ -66,9 +90,25 @@ typedef struct engine {
     int64_t position_every_ms; /* exactly_once: longest a position may trail
                                   records that wrote nothing */
     int64_t position_due; /* when the next such position is due (ms), or 0 */
+    int64_t stage_ns[STAGE_COUNT]; /* time per stage so far */
+    int64_t stage_mark;   /* when the time not yet charged began (ns) */
+    int64_t script_mark;  /* zf_sandbox_thread_ns() then */
+    int64_t shown_ns[STAGE_COUNT]; /* what the metrics have of stage_ns */
+    int64_t sampled_at;   /* the gauges' last sample (ms) */
 } engine_t;
 
 static const char *const LOG = "engine";
+
+/* The time since the last charge went to stage s, but for what the
+ * scripts took meanwhile, which goes to STAGE_TRANSFORM. */
+static void charge(engine_t *e, stage_t s) {
+    int64_t now = zf_now_ns(), scripts = zf_sandbox_thread_ns();
+    int64_t in_scripts = scripts - e->script_mark;
+    e->stage_ns[STAGE_TRANSFORM] += in_scripts;
+    e->stage_ns[s] += now - e->stage_mark - in_scripts;
+    e->stage_mark = now;
+    e->script_mark = scripts;
+}
 
 static void fail(engine_t *e) {
     e->stopping = 1;
@@ -303,6 +343,11 @@ static void on_revoked(void *ctx, const zf_tp_t *tps, size_t n, int lost) {
         }
         if (e->full == p)
             e->full = NULL;
+        if (zf_m.reg) {
+            char part[16];
+            snprintf(part, sizeof part, "%d", (int)p->partition);
+            zf_series_hide(zf_metric_series(zf_m.queued, p->topic, part));
+        }
         zf_partition_destroy(p);
     }
 }
@@ -571,8 +616,10 @@ static void take_records(engine_t *e) {
             break;
         }
         if (n % TEND_EVERY == TEND_EVERY - 1) {
+            charge(e, STAGE_KAFKA);
             zf_zk_process(e->zk);
             dispatch(e);
+            charge(e, STAGE_ZOOKEEPER);
         }
     }
     e->kafka_pending = 1; /* stopped early: the wake-up pipe may stay quiet */
@@ -786,17 +833,44 @@ static void progress(engine_t *e, int last) {
     e->progress_consumed = e->consumed;
 }
 
+/* Every SAMPLE_EVERY_MS: the engine's time by stage, the writes in flight
+ * and each partition's queue to the metrics (when they are served). */
+static void sample(engine_t *e, int now) {
+    if (!zf_m.reg)
+        return;
+    int64_t t = zf_now_ms();
+    if (!now && t - e->sampled_at < SAMPLE_EVERY_MS)
+        return;
+    e->sampled_at = t;
+    for (int s = 0; s < STAGE_COUNT; s++) {
+        zf_series_inc(zf_metric_series(zf_m.engine_seconds, stage_names[s]),
+                      (uint64_t)(e->stage_ns[s] - e->shown_ns[s]));
+        e->shown_ns[s] = e->stage_ns[s];
+    }
+    zf_series_set(zf_metric_series(zf_m.zk_requests_inflight),
+                  (double)zf_zk_requests_inflight(e->zk));
+    for (size_t i = 0; i < e->nparts; i++) {
+        char part[16];
+        snprintf(part, sizeof part, "%d", (int)e->parts[i]->partition);
+        zf_series_set(zf_metric_series(zf_m.queued, e->parts[i]->topic, part),
+                      (double)e->parts[i]->nentries);
+    }
+}
+
 static void loop(engine_t *e) {
     for (;;) {
         take_records(e);
+        charge(e, STAGE_KAFKA);
         check_services(e);
         if (e->opts.exit_on_eof)
             progress(e, 0);
         /* After a failure, records taken before it are still applied, so
          * the committed offsets reach up to the failed record. */
         size_t waiting = dispatch(e);
+        charge(e, STAGE_ZOOKEEPER);
         if (ended(e, waiting))
             return;
+        sample(e, 0);
 
         /* While holding, records waiting in the consumer keep its wake-up
          * descriptor readable: leave it out, and wake for the hold's end. */
@@ -828,19 +902,25 @@ static void loop(engine_t *e) {
             if (left < timeout)
                 timeout = left > 0 ? (int)left : 0;
         }
+        charge(e, STAGE_OTHER);
         if (poll(pfd, 5, timeout) < 0 && errno != EINTR) {
             zf_error(LOG, "poll: %s", strerror(errno));
             fail(e);
             return;
         }
+        charge(e, hold      ? STAGE_HELD
+                  : waiting ? STAGE_WAIT_ZOOKEEPER
+                            : STAGE_WAIT_KAFKA);
         if (pfd[0].revents)
             on_signal(e);
         if (e->reconfigure)
             reconfigure(e);
         if (zf_scriptset_process(e->scripts))
             repoint(e);
-        zf_zk_process(e->zk);
         zf_dlq_process(e->dlq); /* delivery reports of dead letters */
+        charge(e, STAGE_OTHER);
+        zf_zk_process(e->zk);
+        charge(e, STAGE_ZOOKEEPER);
     }
 }
 
@@ -859,6 +939,29 @@ static void report(const engine_t *e, int64_t started_ms) {
             secs > 0 ? (double)e->consumed / secs : 0.0,
             (unsigned long long)e->batches, (unsigned long long)reloads,
             (unsigned long long)rejected, (unsigned long long)e->coalesced);
+    /* Where the engine thread's time went, the largest share first. */
+    int64_t total = 0;
+    int order[STAGE_COUNT];
+    for (int s = 0; s < STAGE_COUNT; s++) {
+        total += e->stage_ns[s];
+        int at = s;
+        while (at > 0 && e->stage_ns[order[at - 1]] < e->stage_ns[s]) {
+            order[at] = order[at - 1];
+            at--;
+        }
+        order[at] = s;
+    }
+    char line[512];
+    size_t n = 0;
+    for (int i = 0; i < STAGE_COUNT && total > 0; i++) {
+        double pct = 100.0 * (double)e->stage_ns[order[i]] / (double)total;
+        if (pct >= 0.5 && n < sizeof line)
+            n += (size_t)snprintf(line + n, sizeof line - n, "%s%.0f%% %s",
+                                  n ? ", " : "", pct,
+                                  stage_words[order[i]]);
+    }
+    if (n)
+        zf_info(LOG, "engine time: %s (%.2f s)", line, (double)total / 1e9);
 }
 
 int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
@@ -958,10 +1061,14 @@ int zf_engine_run(const zf_config_t *cfg, const zf_run_opts_t *opts) {
     zf_info(LOG, "running: %zu script(s), delivery %s", cfg->nscripts,
             cfg->delivery);
     e.progress_tty = isatty(STDERR_FILENO);
+    e.stage_mark = zf_now_ns();
+    e.script_mark = zf_sandbox_thread_ns();
     loop(&e);
     if (opts->exit_on_eof && e.progress_tty)
         progress(&e, 1);
     drain(&e, NULL); /* only left over when the loop itself failed */
+    charge(&e, STAGE_OTHER);
+    sample(&e, 1);
     report(&e, started);
     status = e.status;
 out:

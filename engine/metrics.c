@@ -12,7 +12,8 @@
 #define MAX_LABELS 8
 #define MAX_BOUNDS 32
 
-typedef enum kind { COUNTER, GAUGE, HISTOGRAM } kind_t;
+/* SECONDS: a counter kept in nanoseconds, rendered in seconds. */
+typedef enum kind { COUNTER, GAUGE, HISTOGRAM, SECONDS } kind_t;
 
 struct zf_series {
     _Atomic(zf_series_t *) next;
@@ -73,7 +74,7 @@ static void show(zf_series_t *s) {
 }
 
 void zf_series_inc(zf_series_t *s, uint64_t n) {
-    if (!s || s->f->kind != COUNTER)
+    if (!s || (s->f->kind != COUNTER && s->f->kind != SECONDS))
         return;
     atomic_fetch_add_explicit(&s->value, n, memory_order_relaxed);
     show(s);
@@ -116,6 +117,9 @@ double zf_series_value(const zf_series_t *s) {
     switch (s->f->kind) {
     case COUNTER:
         return (double)atomic_load_explicit(&s->value, memory_order_relaxed);
+    case SECONDS:
+        return (double)atomic_load_explicit(&s->value, memory_order_relaxed) /
+               1e9;
     case GAUGE:
         return double_of(atomic_load_explicit(&s->value, memory_order_relaxed));
     case HISTOGRAM:
@@ -271,6 +275,11 @@ zf_metric_t *zf_metrics_gauge(zf_metrics_t *m, const char *name,
     return declare(m, GAUGE, name, help, labels, NULL, 0);
 }
 
+zf_metric_t *zf_metrics_seconds(zf_metrics_t *m, const char *name,
+                                const char *help, const char *labels) {
+    return declare(m, SECONDS, name, help, labels, NULL, 0);
+}
+
 zf_metric_t *zf_metrics_histogram(zf_metrics_t *m, const char *name,
                                   const char *help, const char *labels,
                                   const double *bounds, size_t nbounds) {
@@ -380,10 +389,10 @@ static void render_series(buf_t *b, const zf_metric_t *f,
                 (uint64_t)atomic_load_explicit(&s->value, memory_order_relaxed));
         return;
     }
-    if (f->kind == GAUGE) {
+    if (f->kind == GAUGE || f->kind == SECONDS) {
+        uint64_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
         put_name(b, f, "", s, NULL);
-        put_double(b, double_of(atomic_load_explicit(&s->value,
-                                                     memory_order_relaxed)));
+        put_double(b, f->kind == GAUGE ? double_of(v) : (double)v / 1e9);
         puts_(b, "\n");
         return;
     }
@@ -416,7 +425,8 @@ static void render_series(buf_t *b, const zf_metric_t *f,
 char *zf_metrics_render(zf_metrics_t *m, size_t *len) {
     if (!m)
         return NULL;
-    static const char *const types[] = {"counter", "gauge", "histogram"};
+    static const char *const types[] = {"counter", "gauge", "histogram",
+                                        "counter"};
     buf_t b = {0};
     puts_(&b, ""); /* an empty registry renders as "" */
     for (zf_metric_t *f = atomic_load_explicit(&m->head, memory_order_acquire);
@@ -621,11 +631,30 @@ int zf_metrics_zkflow_init(void) {
             "ZooKeeper session: 1 connected, 0 connecting or disconnected, "
             "-1 expired or authentication failed.",
             ""),
+        .engine_seconds = zf_metrics_seconds(
+            m, "zkflow_engine_seconds_total",
+            "Time of the engine thread, by stage: kafka (taking records), "
+            "transform (scripts), zookeeper (planning, sending, "
+            "completions), wait_zookeeper (records wait for a multi in "
+            "flight), wait_kafka (nothing to send: waiting for records), "
+            "held (a full partition held back), other.",
+            "stage"),
+        .zk_requests_inflight = zf_metrics_gauge(
+            m, "zkflow_zk_requests_inflight",
+            "ZooKeeper writes (multis, or single creates) whose outcome is "
+            "not known yet, sampled by the engine.",
+            ""),
+        .queued = zf_metrics_gauge(
+            m, "zkflow_queued_records",
+            "Records of an assigned partition taken and not yet done "
+            "(queued, in flight, or being dead-lettered), sampled.",
+            "topic,partition"),
     };
     if (!z.records || !z.zk_ops || !z.zk_requests || !z.zk_batch_ops ||
         !z.zk_write_seconds || !z.inflight_ops || !z.consumer_lag ||
         !z.assigned || !z.script_reloads || !z.script_info ||
-        !z.zk_session_state) {
+        !z.zk_session_state || !z.engine_seconds ||
+        !z.zk_requests_inflight || !z.queued) {
         zf_metrics_destroy(m);
         return -1;
     }
@@ -635,6 +664,7 @@ int zf_metrics_zkflow_init(void) {
     zf_metric_series(z.inflight_ops);
     zf_metric_series(z.assigned);
     zf_metric_series(z.zk_session_state);
+    zf_metric_series(z.zk_requests_inflight);
     zf_m = z;
     return 0;
 }

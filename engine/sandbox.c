@@ -208,6 +208,11 @@ struct zf_sandbox {
     unsigned long log_dropped;
 };
 
+/* zf_sandbox_thread_ns: time in time-limited calls on this thread. */
+static _Thread_local int64_t thread_call_ns;
+
+int64_t zf_sandbox_thread_ns(void) { return thread_call_ns; }
+
 static inline int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1194,7 +1199,10 @@ int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc) {
         /* Past its deadline, the call fails whatever it returned: the
          * watchdog may not have looked yet, or the time went in a C
          * function with no VM instruction after it (a tail call). */
-        if (!sb->killed && now_ns() >= sb->deadline_ns)
+        int64_t now = now_ns();
+        thread_call_ns += now - (sb->deadline_ns -
+                                 (int64_t)sb->lim.timeout_ms * 1000000);
+        if (!sb->killed && now >= sb->deadline_ns)
             sb->killed = KILL_TIME;
     }
     if (sb->killed)

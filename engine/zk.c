@@ -205,6 +205,7 @@ struct zf_zk {
     char fatal_msg[256];
     size_t inflight;  /* records applied and not yet reported */
     size_t inflight_ops; /* their ops (zkflow_inflight_ops) */
+    size_t requests;  /* zf_zk_apply calls not yet reported */
     req_t *retries;   /* waiting for their due time, unsorted */
     req_t *spare;     /* finished requests kept for reuse (next_retry) */
     size_t nspare;
@@ -953,6 +954,7 @@ static void count_request(const req_t *r, int rc) {
 
 static void set_inflight(zf_zk_t *zk, size_t nops, int add) {
     zk->inflight_ops = add ? zk->inflight_ops + nops : zk->inflight_ops - nops;
+    zk->requests = add ? zk->requests + 1 : zk->requests - 1;
     zf_series_set(zf_metric_series(zf_m.inflight_ops),
                   (double)zk->inflight_ops);
 }
@@ -1691,6 +1693,8 @@ int zf_zk_next_timeout_ms(const zf_zk_t *zk) {
 int zf_zk_fd(const zf_zk_t *zk) { return zk->efd; }
 
 size_t zf_zk_inflight(const zf_zk_t *zk) { return zk->inflight; }
+
+size_t zf_zk_requests_inflight(const zf_zk_t *zk) { return zk->requests; }
 
 zf_err_t zf_zk_status(const zf_zk_t *zk, char *err, size_t errlen) {
     if (!zk->fatal)

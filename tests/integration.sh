@@ -1393,6 +1393,19 @@ LUA
     grep -q '^zkflow_script_info{script="m",version="[0-9a-f]*"} 1$' "$WORK/metrics.txt" ||
         fail "no script_info line" || { kill $pid; return 1; }
     readyz_is 200 || fail "/readyz not 200 while running" || { kill $pid; return 1; }
+    # Where the engine's time went: every stage counted, the scripts' time
+    # among it; the sampled gauges come down to nothing left to do.
+    local stage
+    for stage in kafka transform zookeeper wait_zookeeper wait_kafka held other; do
+        grep -q "^zkflow_engine_seconds_total{stage=\"$stage\"} [0-9.e-]*$" "$WORK/metrics.txt" ||
+            fail "no engine time for stage $stage" || { kill $pid; return 1; }
+    done
+    transformed() { metric 'zkflow_engine_seconds_total{stage="transform"}' | awk '{ exit !($1 > 0) }'; }
+    wait_until $LIMIT transformed || fail "no time in transforms" || { kill $pid; return 1; }
+    wait_until $LIMIT metric_is zkflow_zk_requests_inflight 0 ||
+        fail "writes in flight: $(metric zkflow_zk_requests_inflight)" || { kill $pid; return 1; }
+    wait_until $LIMIT metric_is "zkflow_queued_records{topic=\"$t\",partition=\"0\"}" 0 ||
+        fail "records queued in partition 0" || { kill $pid; return 1; }
 
     # The same address again: a startup error that names it.
     timeout 60 "$ZKFLOW" run -c "$cfg" 2>"$WORK/log2"
@@ -1419,6 +1432,8 @@ LUA
     [ "$bad" = 0 ] || { grep -vE '^\{"ts"' "$WORK/log" | head -3; fail "$bad log lines are not JSON"; } || return 1
     expect_log '"component":"zookeeper","msg":"connection to' || return 1
     expect_log '"component":"kafka","msg":"assigned 3 partition(s)"' || return 1
+    grep -qE '"msg":"engine time: [0-9]+% [a-z ]+(, [0-9]+% [a-z ]+)* \([0-9.]+ s\)"' "$WORK/log" ||
+        fail "no engine time in the summary" || return 1
     expect_last_per_key "$root" $n 100
 }
 

@@ -80,6 +80,22 @@ static void test_gauge_without_labels(void **state) {
     zf_metrics_destroy(m);
 }
 
+/* A time counter: nanoseconds in, seconds out, typed counter. */
+static void test_seconds(void **state) {
+    (void)state;
+    zf_metrics_t *m = zf_metrics_new();
+    zf_metric_t *t = zf_metrics_seconds(m, "busy_seconds_total", "Busy.",
+                                        "stage");
+    zf_series_inc(zf_metric_series(t, "a"), 1500000000);
+    zf_series_inc(zf_metric_series(t, "a"), 250);
+    zf_series_set(zf_metric_series(t, "a"), 7); /* not a gauge: ignored */
+    expect_text(m, "# HELP busy_seconds_total Busy.\n"
+                   "# TYPE busy_seconds_total counter\n"
+                   "busy_seconds_total{stage=\"a\"} 1.50000025\n");
+    assert_true(zf_series_value(zf_metric_series(t, "a")) == 1.50000025);
+    zf_metrics_destroy(m);
+}
+
 /* Label values: backslash, double quote and newline are escaped; HELP text:
  * backslash and newline (a quote stays as it is). */
 static void test_escaping(void **state) {
@@ -295,6 +311,8 @@ static void test_zkflow_set(void **state) {
         "zkflow_script_reloads_total{script=\"dev\",result=\"rejected\"} 0\n",
         "zkflow_script_info{script=\"dev\",version=\"v2\"} 1\n",
         "zkflow_zk_session_state -1\n",
+        "# TYPE zkflow_engine_seconds_total counter\n",
+        "zkflow_zk_requests_inflight 0\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(text, want[i]))
@@ -310,6 +328,7 @@ int main(void) {
         cmocka_unit_test(test_empty_registry),
         cmocka_unit_test(test_counter_with_labels),
         cmocka_unit_test(test_gauge_without_labels),
+        cmocka_unit_test(test_seconds),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_histogram_without_labels),

@@ -1,4 +1,4 @@
-/* Monotonic milliseconds, for timeouts and backoff. Never fails. */
+/* Monotonic time, for timeouts, backoff and accounting. Never fails. */
 #ifndef ZKFLOW_CLOCK_H
 #define ZKFLOW_CLOCK_H
 
@@ -9,6 +9,12 @@ static inline int64_t zf_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t zf_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 #endif

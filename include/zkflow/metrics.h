@@ -42,6 +42,10 @@ zf_metric_t *zf_metrics_counter(zf_metrics_t *m, const char *name,
                                 const char *help, const char *labels);
 zf_metric_t *zf_metrics_gauge(zf_metrics_t *m, const char *name,
                               const char *help, const char *labels);
+/* A counter of time: zf_series_inc adds nanoseconds, /metrics shows
+ * seconds (a counter, by convention named *_seconds_total). */
+zf_metric_t *zf_metrics_seconds(zf_metrics_t *m, const char *name,
+                                const char *help, const char *labels);
 /* `bounds`: the upper bounds of the buckets, strictly increasing, +Inf
  * left out (it is always added). At most 32 bounds. */
 zf_metric_t *zf_metrics_histogram(zf_metrics_t *m, const char *name,
@@ -61,7 +65,8 @@ zf_series_t *zf_metric_seriesv(zf_metric_t *f, const char *const *values);
  * zf_metric_series). Does nothing when n is 0 or f is NULL. */
 void zf_metric_inc(zf_metric_t *f, uint64_t n, ...);
 
-/* Counter: add n. Gauge: set to v, or add v (may be negative).
+/* Counter: add n (a zf_metrics_seconds one: n ns). Gauge: set to v, or
+ * add v (may be negative).
  * Histogram: count one observation of v. Each call is one or two atomic
  * operations; calling the wrong one for the metric's type does nothing. */
 void zf_series_inc(zf_series_t *s, uint64_t n);
@@ -103,6 +108,9 @@ typedef struct zf_zkflow_metrics {
     zf_metric_t *script_reloads;   /* zkflow_script_reloads_total{script,result} */
     zf_metric_t *script_info;      /* zkflow_script_info{script,version} */
     zf_metric_t *zk_session_state; /* zkflow_zk_session_state */
+    zf_metric_t *engine_seconds;   /* zkflow_engine_seconds_total{stage} */
+    zf_metric_t *zk_requests_inflight; /* zkflow_zk_requests_inflight */
+    zf_metric_t *queued;           /* zkflow_queued_records{topic,partition} */
 } zf_zkflow_metrics_t;
 
 extern zf_zkflow_metrics_t zf_m;

@@ -71,6 +71,7 @@
 
 #include <lua.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct zf_sandbox zf_sandbox_t;
 
@@ -115,6 +116,11 @@ int zf_sandbox_load(zf_sandbox_t *sb, const char *src, size_t len,
  * calling back) runs under the outer call's deadline, and the outer call
  * reports a limit hit in the inner one. [-(nargs+1), +(nresults|1)] */
 int zf_sandbox_pcall(zf_sandbox_t *sb, int nargs, int nresults, int errfunc);
+
+/* Nanoseconds the calling thread has spent in zf_sandbox_pcall calls of
+ * sandboxes with a time limit (from the clock readings the limit takes
+ * anyway), since the thread started. Never fails. */
+int64_t zf_sandbox_thread_ns(void);
 
 /* For C functions a script can call that may run long (stoplib.h, json):
  * when the current zf_sandbox_pcall of the sandbox owning L is past its

@@ -129,6 +129,9 @@ const char *zf_zk_code_name(int rc);
 /* Number of records given to zf_zk_apply whose `done` is still to come. */
 size_t zf_zk_inflight(const zf_zk_t *zk);
 
+/* Number of zf_zk_apply calls (batches) whose outcome is still to come. */
+size_t zf_zk_requests_inflight(const zf_zk_t *zk);
+
 /* ZF_OK while the handle is usable (also while it reconnects or replaces an
  * expired session); ZF_EZK with the reason once authentication failed or a
  * new session could not be opened. */
