@@ -31,15 +31,20 @@
 #define RENEW_POLL_MS 20
 /* Paths remembered as existing, to plan upserts without asking. */
 #define KNOWN_MAX 200000
-/* Guessing: an upsert of a path nothing is known of is planned as a set,
- * which ZooKeeper refuses (NONODE) if the node is absent; the batch is then
- * planned again with probes, and guessing stops. It starts again once at
- * least GUESS_PERCENT of GUESS_SAMPLE probed upserts found their node. A
- * restart over an existing tree thus skips one exists probe per path (each
- * costs the server about as much as a multi); a new tree costs one round
- * trip more, once. */
+/* Guessing (zf_zk_t.guess): an upsert of a path nothing is known of is
+ * planned as what most such paths turned out to need. GUESS_SET: a set,
+ * which ZooKeeper refuses (NONODE) if the node is absent. GUESS_CREATE: a
+ * create, after creates of its ancestors not known to exist, refused
+ * (NODEEXISTS) if one of them exists. A refused guess plans its batch again
+ * with exists probes, and guessing stops (GUESS_NONE) until GUESS_SAMPLE
+ * probes have answered: at least GUESS_PERCENT of them found their path,
+ * and sets are guessed again; at most 100 - GUESS_PERCENT, creates. Each
+ * probe costs the server about as much as a multi, so a restart over an
+ * existing tree and a first load of a new one both save one probe per path
+ * (and parent), for one refused round trip now and then. */
 #define GUESS_SAMPLE 1000
 #define GUESS_PERCENT 95
+typedef enum guess { GUESS_NONE, GUESS_SET, GUESS_CREATE } guess_t;
 
 /* How a batch is applied.
  *
@@ -84,8 +89,9 @@ typedef enum plan_flag {
     PLAN_OWNED = 32,    /* path is the plan's own copy (else src->path) */
     PLAN_KNOWN = 64,    /* planned as a set because `known` had the path:
                            nothing to learn when it applies */
-    PLAN_GUESS = 128,   /* planned as a set of a path nothing was known of
-                           (zf_zk_t.guess) */
+    PLAN_GUESS = 128,   /* planned as a set, or created (with the parents
+                           so marked), though nothing was known of the
+                           path (zf_zk_t.guess) */
 } plan_flag_t;
 
 typedef struct plan_op {
@@ -210,9 +216,8 @@ struct zf_zk {
     req_t *spare;     /* finished requests kept for reuse (next_retry) */
     size_t nspare;
     pathset_t known;  /* paths seen to exist in this session */
-    int guess;        /* plan upserts of unknown paths as sets: most such
-                         paths turned out to exist (GUESS_*) */
-    unsigned answers, existed; /* upserted paths probed, and found, since
+    guess_t guess;    /* how upserts of unknown paths are planned */
+    unsigned answers, existed; /* probes answered, and paths found, since
                                   guessing stopped */
     int refusal;      /* code of the refusal `done` is reporting, or ZOK */
     struct ACL_vector *acl; /* of the znodes zkflow creates */
@@ -399,7 +404,7 @@ zf_zk_t *zf_zk_new(const char *connect, int session_timeout_ms, char *err,
         free(zk);
         return NULL;
     }
-    zk->guess = 1;
+    zk->guess = GUESS_SET;
     zk->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     zk->session_timeout_ms = session_timeout_ms;
     pthread_mutex_init(&zk->lock, NULL);
@@ -769,17 +774,26 @@ static int plan_upsert(req_t *r, const zf_op_t *op, size_t item) {
     }
     known_t k = known_at(r, op->path, r->plan.n);
     zf_zk_t *zk = r->zk;
-    if (k == UNKNOWN && zk->guess && !r->no_guess) {
+    guess_t g = r->no_guess ? GUESS_NONE : zk->guess;
+    if (k == UNKNOWN && g == GUESS_SET) {
         plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item,
                     PLAN_UPSERT | PLAN_GUESS, 0);
         return 0;
     }
-    if (k != UNKNOWN && r->nprobes && !zk->guess) {
-        zk->existed += k == EXISTS;
-        if (++zk->answers == GUESS_SAMPLE) {
-            zk->guess = zk->existed * 100 >= GUESS_SAMPLE * GUESS_PERCENT;
-            zk->answers = zk->existed = 0;
+    if (k == UNKNOWN && g == GUESS_CREATE) {
+        char *path = op->path; /* cut at each '/' in turn, then restored */
+        for (char *slash = strchr(path + 1, '/'); slash;
+             slash = strchr(slash + 1, '/')) {
+            *slash = '\0';
+            if (known_at(r, path, r->plan.n) != EXISTS)
+                plan_insert_copy(&r->plan, r->plan.n, ZF_OP_CREATE, path, op,
+                                 item,
+                                 PLAN_EXISTS_OK | PLAN_PARENT | PLAN_GUESS, 0);
+            *slash = '/';
         }
+        plan_insert(&r->plan, r->plan.n, ZF_OP_CREATE, op, item,
+                    PLAN_UPSERT | PLAN_GUESS, 0);
+        return 0;
     }
     if (k == EXISTS) {
         plan_insert(&r->plan, r->plan.n, ZF_OP_SET, op, item, PLAN_UPSERT,
@@ -900,8 +914,12 @@ static int session_gone(int rc) {
            rc == ZAUTHFAILED;
 }
 
-/* Remember what the applied plan made exist or removed. */
+/* Remember what the probes found and what the applied plan made exist or
+ * removed. */
 static void learn(zf_zk_t *zk, const req_t *r) {
+    for (size_t i = 0; i < r->nprobes; i++)
+        if (r->probes[i].state == EXISTS)
+            pathset_add(&zk->known, r->probes[i].path);
     for (size_t i = 0; i < r->plan.n; i++) {
         const plan_op_t *p = &r->plan.v[i];
         if (p->type == ZF_OP_DELETE)
@@ -1208,10 +1226,22 @@ static void send_probes(zf_zk_t *zk, req_t *r) {
 }
 
 static void probe_done(req_t *r, asked_t *a, int rc) {
-    if (rc == ZOK || rc == ZNONODE)
+    zf_zk_t *zk = r->zk;
+    if (rc == ZOK || rc == ZNONODE) {
         r->probes[a->probe].state = rc == ZOK ? EXISTS : ABSENT;
-    else if (!r->first_err)
+        if (zk->guess == GUESS_NONE) { /* the sample for the next guess */
+            zk->existed += rc == ZOK;
+            if (++zk->answers == GUESS_SAMPLE) {
+                unsigned pct = zk->existed * 100 / GUESS_SAMPLE;
+                zk->guess = pct >= GUESS_PERCENT         ? GUESS_SET
+                            : pct <= 100 - GUESS_PERCENT ? GUESS_CREATE
+                                                         : GUESS_NONE;
+                zk->answers = zk->existed = 0;
+            }
+        }
+    } else if (!r->first_err) {
         r->first_err = rc;
+    }
     free(a);
 }
 
@@ -1326,6 +1356,16 @@ static void send_multi(zf_zk_t *zk, req_t *r) {
  * tree changed since planning). Returns 1 when the plan should be resent. */
 static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
     plan_op_t *p = &r->plan.v[i];
+    if ((p->flags & PLAN_GUESS) &&
+        (rc == ZNONODE || (rc == ZNODEEXISTS && p->type == ZF_OP_CREATE))) {
+        /* A guess missed: plan the batch again, asking this time. */
+        if (rc == ZNODEEXISTS)
+            pathset_add(&zk->known, p->path);
+        zk->guess = GUESS_NONE;
+        r->no_guess = 1;
+        r->planned = 0;
+        return 1;
+    }
     if (rc == ZNODEEXISTS && p->type == ZF_OP_CREATE) {
         if (p->flags & PLAN_UPSERT) {
             p->type = ZF_OP_SET; /* the upserted node exists after all */
@@ -1339,12 +1379,6 @@ static int rewrite(zf_zk_t *zk, req_t *r, size_t i, int rc) {
     if (rc == ZNONODE && p->type == ZF_OP_DELETE &&
         (p->flags & PLAN_ABSENT_OK)) {
         plan_remove(&r->plan, i);
-        return 1;
-    }
-    if (rc == ZNONODE && (p->flags & PLAN_GUESS)) {
-        zk->guess = 0; /* plan the batch again, asking this time */
-        r->no_guess = 1;
-        r->planned = 0;
         return 1;
     }
     if (rc == ZNONODE && (p->flags & PLAN_UPSERT)) {

@@ -1469,6 +1469,61 @@ LUA
     done
 }
 
+# Upserts into a new tree, then one another writer changed: each record
+# upserts ROOT/kK/state, a new node under a new parent. Once probes found
+# next to nothing there, zkflow creates unknown paths without asking, so
+# 3,000 new records cost far fewer probes than the two per record that
+# probing each path would. Then another writer deletes some of the nodes
+# zkflow made (its knowledge of them is stale) and creates some it has not
+# made yet (its creates of them are refused): the next records still leave
+# every key's last value. A second group replaying everything over the
+# finished tree sends no probe.
+test_upserts_create_new_trees() {
+    local t=$RUN-newtree root=/$RUN/newtree keys=4000 cfg exists k
+    METRICS=127.0.0.1:${METRICS_PORT:-9474}
+    topic "$t" 2
+    cat >"$WORK/newtree.lua" <<LUA
+return function(rec) return "$root/" .. rec.key .. "/state", rec.value end
+LUA
+    probes() {
+        curl -s "http://$METRICS/metrics" |
+            awk '/^zkflow_zk_requests_total\{request="exists"/ { s += $2 } END { print s + 0 }'
+    }
+    applied() { metric_is 'zkflow_records_total{script="n",result="applied"}' "$1"; }
+    cfg=$(config newtree "$RUN-newtree" "[engine]" "metrics_listen = $METRICS" \
+        "[script n]" "file = newtree.lua" "topics = $t" "root = $root")
+    zkflow_bg run -c "$cfg"
+    keyed "$t" 3000 $keys # k0..k2999: all new
+    wait_until $LIMIT applied 3000 || fail "first load: not every record applied" ||
+        { kill $BG; return 1; }
+    exists=$(probes)
+    echo "    first load: $exists exists probes for 3000 new records"
+    [ "$exists" -lt 1500 ] ||
+        fail "first load: $exists exists probes for 3000 new records" || { kill $BG; return 1; }
+    last_per_key "$root" 3000 3000 /state
+    expect_tree "$root" "$WORK/expected" || { kill $BG; return 1; }
+    # Another writer: k0..k19 gone, k3000..k3019 made ahead of zkflow.
+    for k in $(seq 0 19); do "$ZKTREE" --delete "$ZK" "$root/k$k"; done
+    for k in $(seq 3000 3019); do printf other | "$ZKTREE" --put "$ZK" "$root/k$k/state"; done
+    keyed "$t" 4200 $keys 3000 # k3000..k3999, then k0..k199 again
+    wait_until $LIMIT applied 4200 || fail "after the other writer: not every record applied" ||
+        { kill $BG; return 1; }
+    kill -TERM $BG
+    wait $BG; expect_exit 0 $? || return 1
+    last_per_key "$root" 4200 $keys /state
+    expect_tree "$root" "$WORK/expected" || return 1
+    cfg=$(config newtree "$RUN-newtree-replay" "[engine]" "metrics_listen = $METRICS" \
+        "[script n]" "file = newtree.lua" "topics = $t" "root = $root")
+    zkflow_bg run -c "$cfg"
+    wait_until $LIMIT applied 4200 || fail "replay: not every record applied" ||
+        { kill $BG; return 1; }
+    exists=$(probes)
+    kill -TERM $BG
+    wait $BG; expect_exit 0 $? || return 1
+    [ "$exists" = 0 ] || fail "replay over the finished tree: $exists exists probes" || return 1
+    expect_tree "$root" "$WORK/expected"
+}
+
 # Coalescing: the same keyed stream (many updates per key in each batch),
 # once without and once with `coalesce = true`, into two roots. Both trees
 # hold every key's last value; only the coalescing run left records out,
