@@ -3,6 +3,7 @@
  *
  *   bench_ceiling [-z CONNECT] [-r PARENT] [-k KEYS] [-n OPS] [-b BATCH] [-d DEPTH]
  *   bench_ceiling -P [-z CONNECT] [-r PARENT] [-k KEYS]
+ *   bench_ceiling -C [-z CONNECT] [-r PARENT] [-n RECORDS] [-b BATCH] [-d DEPTH]
  *
  * Run: OPS `set` ops, op i on PARENT/dev-(i % KEYS) with the payload the
  * benchmark's transform makes for record i (~60 bytes of JSON), BATCH ops per
@@ -14,6 +15,12 @@
  * -P (prepare): makes PARENT and its KEYS znodes, missing ones created, and
  * sets every one to the initial payload (seq -1), so that a later run can
  * tell which nodes it wrote. The run mode expects them to be there.
+ *
+ * -C (create): the writes of the new-tree benchmark (bench/newtree.lua):
+ * for record i, a create of PARENT/dev-i (no data) and of
+ * PARENT/dev-i/state (the payload), BATCH records (2 x BATCH ops) per
+ * multi, at most DEPTH in flight. PARENT must exist and hold none of them;
+ * the line printed counts records as ops.
  *
  * Defaults: 127.0.0.1:2181, /bench/devices, 10000 keys, 1000000 ops,
  * batch 100, depth 6. */
@@ -54,6 +61,7 @@ static int first_error = ZOK;
 static slot_t *free_slots;
 
 static const char *parent = "/bench/devices";
+static int creating; /* -C */
 
 static void die(const char *what, int rc) {
     fprintf(stderr, "bench_ceiling: %s: %s\n", what, zerror(rc));
@@ -228,10 +236,11 @@ static void slots_new(int depth, int batch) {
         die("calloc", ZSYSTEMERROR);
     for (int i = 0; i < depth; i++) {
         slot_t *s = &v[i];
-        s->ops = calloc(batch, sizeof *s->ops);
-        s->results = calloc(batch, sizeof *s->results);
+        int nops = creating ? 2 * batch : batch;
+        s->ops = calloc(nops, sizeof *s->ops);
+        s->results = calloc(nops, sizeof *s->results);
         s->stats = calloc(batch, sizeof *s->stats);
-        s->paths = calloc(batch, sizeof *s->paths);
+        s->paths = calloc(nops, sizeof *s->paths);
         s->data = calloc(batch, sizeof *s->data);
         if (!s->ops || !s->results || !s->stats || !s->paths || !s->data)
             die("calloc", ZSYSTEMERROR);
@@ -257,11 +266,24 @@ static double run(zhandle_t *zh, long keys, long ops, int batch, int depth) {
         pthread_mutex_unlock(&mu);
 
         s->n = 0;
-        for (; s->n < batch && i < ops; s->n++, i++) {
-            key_path(s->paths[s->n], i % keys);
-            int len = payload(s->data[s->n], i, keys);
-            zoo_set_op_init(&s->ops[s->n], s->paths[s->n], s->data[s->n], len, -1,
-                            &s->stats[s->n]);
+        for (int r = 0; r < batch && i < ops; r++, i++) {
+            int len = payload(s->data[r], i, creating ? ops : keys);
+            if (!creating) {
+                key_path(s->paths[s->n], i % keys);
+                zoo_set_op_init(&s->ops[s->n], s->paths[s->n], s->data[r], len, -1,
+                                &s->stats[r]);
+                s->n++;
+                continue;
+            }
+            key_path(s->paths[s->n], i);
+            zoo_create_op_init(&s->ops[s->n], s->paths[s->n], NULL, -1,
+                               &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+            size_t plen = strlen(s->paths[s->n]);
+            memcpy(s->paths[s->n + 1], s->paths[s->n], plen);
+            memcpy(s->paths[s->n + 1] + plen, "/state", sizeof "/state");
+            zoo_create_op_init(&s->ops[s->n + 1], s->paths[s->n + 1], s->data[r], len,
+                               &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+            s->n += 2;
         }
         int rc = zoo_amulti(zh, s->n, s->ops, s->results, on_multi, s);
         if (rc != ZOK)
@@ -287,7 +309,7 @@ int main(int argc, char **argv) {
     long keys = 10000, ops = 1000000, batch = 100, depth = 6;
     int do_prepare = 0, c;
 
-    while ((c = getopt(argc, argv, "z:r:k:n:b:d:Ph")) != -1) {
+    while ((c = getopt(argc, argv, "z:r:k:n:b:d:PCh")) != -1) {
         switch (c) {
         case 'z': connect = optarg; break;
         case 'r': parent = optarg; break;
@@ -296,9 +318,11 @@ int main(int argc, char **argv) {
         case 'b': batch = number("b", optarg, 1); break;
         case 'd': depth = number("d", optarg, 1); break;
         case 'P': do_prepare = 1; break;
+        case 'C': creating = 1; break;
         default:
             fprintf(stderr, "usage: bench_ceiling [-z CONNECT] [-r PARENT] [-k KEYS] "
-                            "[-n OPS] [-b BATCH] [-d DEPTH] | -P [-z CONNECT] [-r PARENT] [-k KEYS]\n");
+                            "[-n OPS] [-b BATCH] [-d DEPTH] | -P [-z CONNECT] [-r PARENT] [-k KEYS]"
+                            " | -C [-z CONNECT] [-r PARENT] [-n RECORDS] [-b BATCH] [-d DEPTH]\n");
             return c == 'h' ? 0 : 2;
         }
     }

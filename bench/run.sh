@@ -7,6 +7,7 @@
 # Environment (all optional):
 #   N                  records in the dataset, and ops of the like-for-like
 #                      ceiling (default 1000000; at least 10000)
+#   N_NEW              records of the new-tree dataset (default 200000)
 #   CEILING_EXTRA_N    ops of the informational ceilings, 100x50 and 1x1000
 #                      (default 300000, at most N)
 #   PEER_N             records the peer processes (default N, the whole topic;
@@ -14,7 +15,8 @@
 #                      rates are records/s either way)
 #   ENGINE_OPTS        lines added to zkflow's [engine] section, e.g.
 #                      $'batch_max_ops = 200\n'
-#   SKIP               space-separated steps to leave out: kcat ceiling zkflow at_least_once peer
+#   SKIP               space-separated steps to leave out: kcat ceiling zkflow
+#                      at_least_once newtree sync peer
 #   ZKFLOW_BASELINE    another zkflow binary (e.g. a build of an older commit),
 #                      run the same way right before build/zkflow and
 #                      reported as zkflow_baseline: before/after in one run
@@ -33,6 +35,16 @@
 # existing znodes /bench/devices/dev-<k>, one set per record. Before zkflow
 # and the peer, `bench_ceiling -P` resets them to "seq": -1; afterwards each
 # must hold its key's last record (the sanity check).
+#
+# The new-tree dataset: N_NEW records as above, but each with a key of its
+# own (dev-0 .. dev-<N_NEW - 1>), in zkflow-bench-new-v<DATASET_VERSION>-n<N_NEW>.
+# zkflow (bench/newtree.lua) upserts /bench/tree/zkflow/<key>/state, and
+# `bench_ceiling -C` creates /bench/tree/ceiling/<key> and its child
+# state: every record a new node under a new parent, into an empty tree.
+#
+# The sync steps restart ZooKeeper with forceSync=yes (its own default,
+# what production runs) for the like-for-like ceiling and zkflow, then
+# with forceSync=no again (services.sh's development setting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +56,7 @@ BATCH=100 # zkflow's default batch_max_ops
 DEPTH=6   # one multi in flight per partition
 
 N=${N:-1000000}
+N_NEW=${N_NEW:-200000} # the new-tree dataset: every record a new key
 CEILING_EXTRA_N=${CEILING_EXTRA_N:-300000}
 PEER_N=${PEER_N:-$N}
 ENGINE_OPTS=${ENGINE_OPTS:-}
@@ -51,11 +64,12 @@ SKIP=" ${SKIP:-} "
 KAFKA=127.0.0.1:${KAFKA_PORT:-9092}
 ZK=127.0.0.1:${ZK_PORT:-2181}
 PARENT=/bench/devices
+NEW_PARENT=/bench/tree
 PYTHON=${PYTHON:-/usr/bin/python3}
 VENV=.state/bench-venv
 CEILING=build/bench_ceiling
 
-for v in N CEILING_EXTRA_N PEER_N; do
+for v in N N_NEW CEILING_EXTRA_N PEER_N; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: $v must be a whole number" >&2; exit 2; }
 done
 if [ "$N" -lt "$KEYS" ]; then echo "bench: N must be at least $KEYS" >&2; exit 2; fi
@@ -89,19 +103,27 @@ proc_cpu_s() {   # pidfile
         "/proc/$pid/stat" 2>/dev/null || echo 0
 }
 
+# The machine's busy and idle clock ticks so far, all cores together.
+cpu_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+
 # Runs a command under /usr/bin/time, and counts the CPU the ZooKeeper server
 # and the Kafka broker used meanwhile (KEY.zk_server_cpu_s,
-# KEY.kafka_broker_cpu_s); puts KEY.seconds (wall, start to exit),
+# KEY.kafka_broker_cpu_s) and how busy the machine's cores were
+# (KEY.machine_busy_pct); puts KEY.seconds (wall, start to exit),
 # KEY.user_s, KEY.sys_s and KEY.peak_rss_mb. Returns the command's status.
 timed() {   # key cmd...
     local key=$1 t0 t1 rc=0 user sys rss
     shift
-    local zk0 kafka0
+    local zk0 kafka0 busy0 idle0 busy1 idle1
     zk0=$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")
     kafka0=$(proc_cpu_s "$STATE/kafka/kafka.pid")
+    read -r busy0 idle0 < <(cpu_ticks)
     t0=$(now)
     /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@" || rc=$?
     t1=$(now)
+    read -r busy1 idle1 < <(cpu_ticks)
+    put "$key.machine_busy_pct" "$(awk -v b=$((busy1 - busy0)) -v i=$((idle1 - idle0)) \
+        'BEGIN { if (b + i) printf "%.1f", 100 * b / (b + i) }')"
     put "$key.zk_server_cpu_s" "$(elapsed "$zk0" "$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")")"
     put "$key.kafka_broker_cpu_s" "$(elapsed "$kafka0" "$(proc_cpu_s "$STATE/kafka/kafka.pid")")"
     read -r user sys rss < <(tail -n 1 "$WORK/time")
@@ -115,8 +137,8 @@ timed() {   # key cmd...
 # ---------------------------------------------------------------- dataset
 
 # Record i of the dataset, as `key<TAB>value`: exactly VALUE_BYTES of JSON.
-generate() {   # n
-    awk -v n="$1" -v keys="$KEYS" -v size="$VALUE_BYTES" 'BEGIN {
+generate() {   # n keys
+    awk -v n="$1" -v keys="$2" -v size="$VALUE_BYTES" 'BEGIN {
         pad = sprintf("%*s", size, ""); gsub(/ /, "x", pad)
         for (i = 0; i < n; i++) {
             k = i % keys
@@ -142,40 +164,44 @@ offset_sum() {   # topic -1|-2
         / offset -?[0-9]+$/ { s += $NF; n++ } END { if (n) print s }'
 }
 
-# True if the topic holds exactly the dataset: PARTITIONS partitions, nothing
-# deleted by retention, N records.
-holds_dataset() {   # topic
+# True if the topic holds exactly n records: PARTITIONS partitions, nothing
+# deleted by retention.
+holds_dataset() {   # topic n
     [ "$(partitions_of "$1")" = "$PARTITIONS" ] &&
         [ "$(offset_sum "$1" -2)" = 0 ] &&
-        [ "$(offset_sum "$1" -1)" = "$N" ]
+        [ "$(offset_sum "$1" -1)" = "$2" ]
 }
 
-# Sets TOPIC: the dataset's topic, produced unless a complete one is there.
-# A topic left incomplete (an interrupted run, expired segments) cannot be
-# emptied with kcat, so the next free name gets the dataset instead.
-dataset() {
-    local base=zkflow-bench-v$DATASET_VERSION-n$N r t0
+# Sets the variable VAR to the topic of the dataset of n records over `keys`
+# keys (named BASE-nN), produced unless a complete one is there. A topic
+# left incomplete (an interrupted run, expired segments) cannot be emptied
+# with kcat, so the next free name gets the dataset instead. Puts KEY.reused
+# and KEY.produce_s.
+dataset() {   # var key base n keys
+    local var=$1 key=$2 base=$3-n$4 n=$4 keys=$5 r t0 topic
     for r in 1 2 3 4 5 6 7 8 9; do
-        TOPIC=$base
-        [ "$r" = 1 ] || TOPIC=$base.r$r
-        if holds_dataset "$TOPIC"; then
-            say "dataset: reusing topic $TOPIC"
-            put dataset.reused true
+        topic=$base
+        [ "$r" = 1 ] || topic=$base.r$r
+        if holds_dataset "$topic" "$n"; then
+            say "$key: reusing topic $topic"
+            put "$key.reused" true
+            printf -v "$var" %s "$topic"
             return
         fi
-        [ -n "$(partitions_of "$TOPIC")" ] || break
-        say "dataset: topic $TOPIC exists but does not hold the dataset; trying the next name"
+        [ -n "$(partitions_of "$topic")" ] || break
+        say "$key: topic $topic exists but does not hold the dataset; trying the next name"
     done
-    [ -z "$(partitions_of "$TOPIC")" ] || { say "dataset: no free topic name left for $base"; exit 1; }
-    say "dataset: producing $N records to $TOPIC"
-    scripts/services.sh topic "$TOPIC" "$PARTITIONS"
+    [ -z "$(partitions_of "$topic")" ] || { say "$key: no free topic name left for $base"; exit 1; }
+    say "$key: producing $n records to $topic"
+    scripts/services.sh topic "$topic" "$PARTITIONS"
     t0=$(now)
-    generate "$N" | kcat -P -b "$KAFKA" -t "$TOPIC" -K $'\t' -z none \
+    generate "$n" "$keys" | kcat -P -b "$KAFKA" -t "$topic" -K $'\t' -z none \
         -X linger.ms=50 -X batch.num.messages=10000 -X batch.size=4000000 \
         -X queue.buffering.max.messages=1000000 -X queue.buffering.max.kbytes=1048576
-    put dataset.reused false
-    put dataset.produce_s "$(elapsed "$t0" "$(now)")"
-    holds_dataset "$TOPIC" || { say "dataset: $TOPIC does not hold $N records after producing"; exit 1; }
+    put "$key.reused" false
+    put "$key.produce_s" "$(elapsed "$t0" "$(now)")"
+    holds_dataset "$topic" "$n" || { say "$key: $topic does not hold $n records after producing"; exit 1; }
+    printf -v "$var" %s "$topic"
 }
 
 # ---------------------------------------------------------------- ZooKeeper
@@ -212,11 +238,26 @@ step_kcat() {
         fail kcat "kcat exited $?"
 }
 
+# The new-tree load's parent, empty (created anew).
+reset_tree() {   # parent
+    build/zktree --delete "$ZK" "$1" &&
+        printf '' | build/zktree --put "$ZK" "$1"
+}
+
+# bench_ceiling's run: `ops` set ops over the KEYS znodes under PARENT or,
+# with CEILING_NEW set, `ops` records each creating a new parent and child
+# under NEW_PARENT/ceiling (emptied first).
 ceiling() {   # key ops batch depth
-    local out zk0
-    say "ceiling: $2 set ops, multis of $3 ops, $4 in flight"
+    local out zk0 args=(-r "$PARENT" -k "$KEYS")
+    if [ -n "${CEILING_NEW:-}" ]; then
+        args=(-C -r "$NEW_PARENT/ceiling")
+        reset_tree "$NEW_PARENT/ceiling"
+        say "ceiling: $2 records creating a node under a new parent, $3 records per multi, $4 in flight"
+    else
+        say "ceiling: $2 set ops, multis of $3 ops, $4 in flight"
+    fi
     zk0=$(proc_cpu_s "$STATE/zookeeper/zookeeper.pid")
-    if ! out=$("$CEILING" -z "$ZK" -r "$PARENT" -k "$KEYS" -n "$2" -b "$3" -d "$4"); then
+    if ! out=$("$CEILING" -z "$ZK" "${args[@]}" -n "$2" -b "$3" -d "$4"); then
         fail "$1" "bench_ceiling failed"
         return
     fi
@@ -240,9 +281,16 @@ ceiling_beside_busy_core() {   # key ops batch depth
     wait "$busy" 2>/dev/null || true
 }
 
+# zkflow over the dataset (devices.lua on TOPIC, setting the KEYS znodes
+# under PARENT) or, with ZKFLOW_NEW set, over the new-tree dataset
+# (newtree.lua on NEW_TOPIC, into an empty NEW_PARENT/zkflow).
 step_zkflow() {   # [key binary [engine-line]]
     local key=${1:-zkflow} bin=${2:-build/zkflow} extra=${3:-}
     local group=zkflow-bench-$(date +%s%N) rc=0
+    local script=devices topic=$TOPIC root=$PARENT n=$N
+    if [ -n "${ZKFLOW_NEW:-}" ]; then
+        script=newtree topic=$NEW_TOPIC root=$NEW_PARENT/zkflow n=$N_NEW
+    fi
     cat >"$WORK/zkflow.ini" <<INI
 [kafka]
 bootstrap.servers = $KAFKA
@@ -255,25 +303,41 @@ connect = $ZK
 $ENGINE_OPTS
 $extra
 
-[script devices]
-file = $PWD/bench/devices.lua
-topics = $TOPIC
-root = $PARENT
+[script bench]
+file = $PWD/bench/$script.lua
+topics = $topic
+root = $root
+param.root = $root
 INI
-    reset_znodes
-    say "$key: $N records ($bin), group $group"
-    put "$key.records" "$N"
+    if [ -n "${ZKFLOW_NEW:-}" ]; then reset_tree "$root"; else reset_znodes; fi
+    say "$key: $n records ($bin), group $group"
+    put "$key.records" "$n"
     # Info level, not -q: the few lines include the summary with the number of
-    # multis sent.
+    # multis sent, and where the engine's time went.
     timed "$key" "$bin" run -c "$WORK/zkflow.ini" --exit-on-eof 2>"$WORK/zkflow.log" || rc=$?
     put "$key.exit_status" "$rc"
     put "$key.multis" "$(sed -n 's/.*finished:.*, \([0-9]*\) ZooKeeper batches.*/\1/p' "$WORK/zkflow.log")"
+    put "$key.engine_time" "$(sed -n 's/.*engine time: \(.*\) (.*/\1/p' "$WORK/zkflow.log")"
     if [ "$rc" != 0 ]; then
         tail -n 20 "$WORK/zkflow.log" >&2
         fail "$key" "zkflow exited $rc"
-    elif ! check_znodes "$key" "$N"; then
+    elif [ -n "${ZKFLOW_NEW:-}" ]; then
+        local nodes
+        nodes=$(build/zktree "$ZK" "$root" | grep -c '/state	') || true
+        put "$key.znodes" "$nodes"
+        [ "$nodes" = "$n" ] || fail "$key.sanity" "$root holds $nodes state znodes, not $n"
+    elif ! check_znodes "$key" "$n"; then
         fail "$key.sanity" "$PARENT does not hold $KEYS znodes each with its key's last record"
     fi
+}
+
+# Restart the ZooKeeper server with forceSync = yes or no (its data stays).
+zk_force_sync() {   # yes|no
+    local pid
+    pid=$(cat "$STATE/zookeeper/zookeeper.pid")
+    kill "$pid"
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    ZK_FORCE_SYNC=$1 scripts/services.sh start >/dev/null
 }
 
 # The peer's virtualenv, (re)installed when requirements.txt changes.
@@ -328,6 +392,10 @@ context() {
     put dataset.partitions "$PARTITIONS"
     put dataset.keys "$KEYS"
     put dataset.value_bytes "$VALUE_BYTES"
+    if ! skipped newtree; then
+        put dataset_new.topic "$NEW_TOPIC"
+        put dataset_new.records "$N_NEW"
+    fi
     if ! skipped peer; then
         put versions.python "$("$VENV/bin/python" -c 'import platform; print(platform.python_version())')"
         for p in quixstreams kazoo confluent-kafka; do
@@ -344,7 +412,8 @@ if [ ! -x /usr/bin/time ]; then
 fi
 put machine.load_before "$(cut -d' ' -f1 /proc/loadavg)"
 scripts/services.sh start >/dev/null
-dataset
+dataset TOPIC dataset zkflow-bench-v$DATASET_VERSION "$N" "$KEYS"
+skipped newtree || dataset NEW_TOPIC dataset_new zkflow-bench-new-v$DATASET_VERSION "$N_NEW" "$N_NEW"
 skipped kcat || step_kcat
 # The like-for-like ceiling runs right before and right after zkflow, on a
 # ZooKeeper warmed up first (a freshly started JVM is far slower): the report
@@ -367,6 +436,28 @@ if ! skipped ceiling; then
     ceiling ceiling_100x6_after "$N" "$BATCH" "$DEPTH"
     ceiling ceiling_100x50 "$CEILING_EXTRA_N" 100 50
     ceiling ceiling_1x1000 "$CEILING_EXTRA_N" 1 1000
+fi
+# A first load into a new tree: every record a new node under a new
+# parent, beside the create ceiling of the same shape (the records of one
+# zkflow batch, BATCH, per multi).
+if ! skipped newtree; then
+    skipped ceiling || CEILING_NEW=1 ceiling ceiling_create "$N_NEW" "$BATCH" "$DEPTH"
+    if [ -n "${ZKFLOW_BASELINE:-}" ] && ! skipped zkflow; then
+        ZKFLOW_NEW=1 step_zkflow zkflow_new_baseline "$ZKFLOW_BASELINE"
+    fi
+    skipped zkflow || ZKFLOW_NEW=1 step_zkflow zkflow_new
+    skipped ceiling || CEILING_NEW=1 ceiling ceiling_create_after "$N_NEW" "$BATCH" "$DEPTH"
+fi
+# What production runs: ZooKeeper's own default, forceSync = yes (an fsync
+# per transaction), for the like-for-like ceiling and zkflow.
+if ! skipped sync; then
+    say "restarting ZooKeeper with forceSync=yes"
+    zk_force_sync yes
+    skipped ceiling || ceiling ceiling_100x6_sync "$N" "$BATCH" "$DEPTH"
+    skipped zkflow || step_zkflow zkflow_sync
+    skipped ceiling || ceiling ceiling_100x6_sync_after "$N" "$BATCH" "$DEPTH"
+    say "restarting ZooKeeper with forceSync=no"
+    zk_force_sync no
 fi
 skipped peer || step_peer
 context

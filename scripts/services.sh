@@ -25,6 +25,9 @@
 #   ZK_ENSEMBLE_PEER_PORT   first of the ensemble's six quorum and election
 #                           ports (default 2888); server N uses
 #                           ZK_ENSEMBLE_PEER_PORT + 2(N-1) and the port after it
+#   ZK_FORCE_SYNC           ZooKeeper's forceSync          (default no: no
+#                           fsync per transaction, for development; yes is
+#                           the server's own default, what production runs)
 #   KAFKA_PORT              Kafka broker port              (default 9092)
 #   KAFKA_CONTROLLER_PORT   Kafka KRaft controller port    (default 9093)
 #   ZKFLOW_STATE_DIR        configs, data, logs, pid files (default <repo>/.state)
@@ -235,8 +238,8 @@ clientPort=$port
 maxClientCnxns=0
 4lw.commands.whitelist=*
 admin.enableServer=false
-# development only: no fsync per transaction
-forceSync=no
+# no: development only, no fsync per transaction (ZK_FORCE_SYNC)
+forceSync=${ZK_FORCE_SYNC:-no}
 autopurge.snapRetainCount=3
 autopurge.purgeInterval=1
 ${4:-}
