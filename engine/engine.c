@@ -33,6 +33,12 @@
  * when a partition has max_queued_records waiting, before it pauses that
  * partition instead (see take_records). */
 #define HOLD_MS 1000
+/* How long the consumer may have nothing for the engine, while a partition
+ * has records at the broker and room in its queue, before the engine asks
+ * for a fetch (wake_fetcher). Far less than librdkafka 2.0's up to a second
+ * between looks at a partition it stopped fetching for a full queue, more
+ * than a fetch takes on a busy loopback. */
+#define FETCH_WAIT_MS 20
 /* How long the final offset commit may take before zkflow gives up on it. */
 #define COMMIT_WAIT_MS 30000
 /* How often the engine's time and queue gauges go to the metrics. */
@@ -95,6 +101,8 @@ typedef struct engine {
     int64_t script_mark;  /* zf_sandbox_thread_ns() then */
     int64_t shown_ns[STAGE_COUNT]; /* what the metrics have of stage_ns */
     int64_t sampled_at;   /* the gauges' last sample (ms) */
+    int64_t starved_since; /* the consumer has had nothing since (ms), or 0 */
+    size_t fetch_next;    /* the partition wake_fetcher looks at first */
 } engine_t;
 
 static const char *const LOG = "engine";
@@ -591,6 +599,36 @@ static int holding(engine_t *e) {
     return zf_now_ms() - e->full_since < HOLD_MS;
 }
 
+/* The consumer has nothing: when that has lasted FETCH_WAIT_MS while a
+ * partition with room in its queue has records at the broker, ask for a
+ * fetch of that partition (each in turn), which wakes librdkafka's fetcher
+ * for the others too. Sets starved_since only while such a partition
+ * exists, so an idle consumer is left to sleep. */
+static void wake_fetcher(engine_t *e) {
+    zf_partition_t *p = NULL;
+    size_t k;
+    for (k = 0; k < e->nparts && !e->stopping; k++) {
+        zf_partition_t *q = e->parts[(e->fetch_next + k) % e->nparts];
+        if (!q->paused && !q->blocked && q->next_offset >= 0 &&
+            q->nentries < (size_t)e->cfg->max_queued_records / 2 &&
+            zf_source_behind(e->src, q->topic, q->partition,
+                             q->next_offset)) {
+            p = q;
+            break;
+        }
+    }
+    int64_t now = zf_now_ms();
+    if (!p || !e->starved_since) {
+        e->starved_since = p ? now : 0;
+        return;
+    }
+    if (now - e->starved_since < FETCH_WAIT_MS)
+        return;
+    zf_source_fetch_now(e->src, p->topic, p->partition, p->next_offset);
+    e->fetch_next += k + 1;
+    e->starved_since = now;
+}
+
 static size_t dispatch(engine_t *e);
 
 /* Poll the consumer, which also serves rebalances. While stopping, records
@@ -603,6 +641,8 @@ static void take_records(engine_t *e) {
             return;
         switch (zf_source_next(e->src, &rec)) {
         case ZF_SOURCE_NONE:
+            if (n == 0)
+                wake_fetcher(e);
             return;
         case ZF_SOURCE_EOF: {
             zf_partition_t *p = find_part(e, rec.topic, rec.partition);
@@ -611,6 +651,7 @@ static void take_records(engine_t *e) {
             break;
         }
         case ZF_SOURCE_RECORD:
+            e->starved_since = 0;
             if (!e->stopping)
                 take_record(e, &rec);
             break;
@@ -897,6 +938,8 @@ static void loop(engine_t *e) {
             if (left < timeout)
                 timeout = left > 0 ? (int)left : 0;
         }
+        if (e->starved_since && timeout > FETCH_WAIT_MS)
+            timeout = FETCH_WAIT_MS; /* wake_fetcher's next look */
         if (e->position_due) {
             int64_t left = e->position_due - zf_now_ms();
             if (left < timeout)

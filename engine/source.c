@@ -538,6 +538,30 @@ void zf_source_pause(zf_source_t *src, const char *topic, int32_t partition,
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+int zf_source_behind(zf_source_t *src, const char *topic, int32_t partition,
+                     int64_t next_offset) {
+    int64_t lo, hi;
+    return rd_kafka_get_watermark_offsets(src->rk, topic, partition, &lo,
+                                          &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           hi > next_offset;
+}
+
+void zf_source_fetch_now(zf_source_t *src, const char *topic,
+                         int32_t partition, int64_t next_offset) {
+    /* Asynchronous (no timeout): the seek takes effect in the broker
+     * thread, and records of the old fetch still on their way are dropped
+     * by their version, or (at most) handed out in order from next_offset
+     * on, where the caller ignores what it already took. */
+    rd_kafka_topic_partition_list_t *l = one_tp(topic, partition, next_offset);
+    rd_kafka_error_t *error = rd_kafka_seek_partitions(src->rk, l, 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (error) {
+        zf_debug("kafka", "cannot seek %s [%d]: %s", topic, (int)partition,
+                 rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+}
+
 int64_t zf_source_end_offset(zf_source_t *src, const char *topic,
                              int32_t partition) {
     int64_t lo, hi;

@@ -90,6 +90,23 @@ zf_err_t zf_source_store(zf_source_t *src, const char *topic,
 void zf_source_pause(zf_source_t *src, const char *topic, int32_t partition,
                      int pause);
 
+/* Whether the broker has records of the partition from next_offset on, as
+ * far as the last fetch told (no request is made). Never fails: 0 when
+ * unknown. */
+int zf_source_behind(zf_source_t *src, const char *topic, int32_t partition,
+                     int64_t next_offset);
+
+/* Have the client fetch a partition from next_offset (the next offset the
+ * caller needs) now. librdkafka 2.0 looks again at a partition it stopped
+ * fetching for a full prefetch queue only when its broker thread next wakes,
+ * up to a second later, so a caller that empties the queue sooner waits for
+ * records the broker has; a seek to next_offset wakes it. Call only when
+ * zf_source_next has nothing (so nothing of the partition is buffered) and
+ * the partition is not paused. Never blocks; errors (e.g. the partition was
+ * revoked meanwhile) are only logged at debug level. */
+void zf_source_fetch_now(zf_source_t *src, const char *topic,
+                         int32_t partition, int64_t next_offset);
+
 /* The partition's high watermark (its end), asking the broker; -1 on error. */
 int64_t zf_source_end_offset(zf_source_t *src, const char *topic,
                              int32_t partition);
